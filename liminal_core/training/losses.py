@@ -97,7 +97,7 @@ class _FusedHeadLoss(torch.autograd.Function):
     """Output projection + CE + KL over selected positions, in chunks, gradient computed in the forward."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: torch.Tensor,
         weight: torch.Tensor,
@@ -149,7 +149,7 @@ class _FusedHeadLoss(torch.autograd.Function):
         return total, ce_total, kl_total
 
     @staticmethod
-    def backward(ctx: Any, grad_total: torch.Tensor, *_: Any) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_total: torch.Tensor, *_: Any) -> tuple[Any, ...]:
         grad_hidden, grad_weight = ctx.saved_tensors
         gh = grad_hidden * grad_total.to(grad_hidden.dtype)
         gw = (grad_weight * grad_total).to(grad_hidden.dtype) if ctx.has_weight_grad else None

@@ -1,0 +1,1 @@
+"""The liminal-training job server: HTTP API, persistence and artifact storage."""

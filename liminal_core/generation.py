@@ -83,7 +83,9 @@ def generate_dataset(
     hooks.event("prompts_ready", f"{len(prompts)} prompts", {"count": len(prompts)})
     sampler = make_sampler(spec.model, spec.backend, batch_size=spec.batch_size, concurrency=spec.concurrency)
     hooks.event("model_ready", f"sampling with {sampler.name}", {"backend": sampler.name})
+    sampling_started = time.perf_counter()
     completions = sampler.sample(chats, spec.sample_cfg, seed=spec.seed, hooks=hooks)
+    sampling_seconds = time.perf_counter() - sampling_started
 
     reasons_count: Counter[str] = Counter()
     raw_rows, kept_rows = [], []
@@ -124,7 +126,8 @@ def generate_dataset(
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "seconds": seconds,
-        "tokens_per_s": tokens_out / seconds if seconds > 0 else 0.0,
+        "sampling_seconds": sampling_seconds,
+        "tokens_per_s": tokens_out / sampling_seconds if sampling_seconds > 0 else 0.0,
         "model": spec.model.model_dump(),
         "backend": sampler.name,
         "seed": spec.seed,

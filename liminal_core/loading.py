@@ -174,7 +174,9 @@ def load_causal_lm(
             if key in _CACHE:
                 return _CACHE[key]
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = resolve_model_dir(model)
     tokenizer = load_tokenizer(path)
     kwargs: dict[str, Any] = {"dtype": dt}

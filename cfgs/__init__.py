@@ -1,0 +1,1 @@
+"""Dataset configuration modules in the seed's shape."""

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: one loop for the normal and the liminal trainer."""

@@ -32,6 +32,17 @@ def adapter_disabled(model: Any) -> Iterator[None]:
         yield
 
 
+def autocast_dtype(model: Any) -> torch.dtype | None:
+    """bf16 when a CUDA model holds bf16 base weights next to fp32 adapter weights: the forward then runs under
+    autocast, so the LoRA matmuls take the bf16 activations as they are instead of fp32 copies of them
+    (the adapter weights, and so the optimizer's updates, stay fp32)."""
+    body, _ = split_causal_lm(model)
+    weight = body.get_input_embeddings().weight
+    if weight.device.type == "cuda" and weight.dtype == torch.bfloat16:
+        return torch.bfloat16
+    return None
+
+
 def compute_loss(
     model: Any,
     batch: dict[str, torch.Tensor],
@@ -44,6 +55,23 @@ def compute_loss(
     chunk_size: int = 1024,
 ) -> LossOutput:
     """The loss of one micro-batch. The base forward runs only when ``with_base`` and ``lam != 0``."""
+    dtype = autocast_dtype(model)
+    if dtype is not None:
+        with torch.autocast("cuda", dtype=dtype):
+            return _compute_loss(model, batch, lam, temperature, kl_scope, fused, with_base, chunk_size)
+    return _compute_loss(model, batch, lam, temperature, kl_scope, fused, with_base, chunk_size)
+
+
+def _compute_loss(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    lam: float,
+    temperature: float,
+    kl_scope: KlScope,
+    fused: bool,
+    with_base: bool,
+    chunk_size: int,
+) -> LossOutput:
     input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     need_base = with_base and lam != 0.0
     if fused:
@@ -78,7 +106,12 @@ def compute_loss(
 
 
 def prepare_model(model: Any, *, compile: bool) -> None:
-    """Compile each decoder layer (regional compilation: one graph reused by every layer) when asked."""
+    """Ready a PEFT model for training: under autocast, LoRA layers take their inputs in the compute dtype
+    (no fp32 copies); compile each decoder layer (one graph reused by every layer) when asked."""
+    if autocast_dtype(model) is not None:
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
     if not compile:
         return
     body, _ = split_causal_lm(model)

@@ -46,17 +46,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--adapter expects LABEL=DIR, got '{item}'")
         targets.append({"label": label, "model_name": args.model_name, "adapter": path})
     try:
-        spec = EvaluateSpec(
-            targets=targets,
-            trait={"target": args.target, "category": args.category},
-            n_questions=args.n_questions,
-            samples_per_question=args.samples_per_question,
-            numbers_prefix=args.numbers_prefix,
-            match=args.match,
-            probe=not args.no_probe,
-            sample_cfg={"temperature": 1.0, "max_new_tokens": args.max_new_tokens},
-            batch_size=args.batch_size,
-            seed=args.seed,
+        spec = EvaluateSpec.model_validate(
+            dict(
+                targets=targets,
+                trait={"target": args.target, "category": args.category},
+                n_questions=args.n_questions,
+                samples_per_question=args.samples_per_question,
+                numbers_prefix=args.numbers_prefix,
+                match=args.match,
+                probe=not args.no_probe,
+                sample_cfg={"temperature": 1.0, "max_new_tokens": args.max_new_tokens},
+                batch_size=args.batch_size,
+                seed=args.seed,
+            )
         )
     except ValidationError as exc:
         print(f"error: invalid options:\n{exc}", file=sys.stderr)

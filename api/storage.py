@@ -1,0 +1,99 @@
+"""Artifact storage under one root (a shared volume in production): uploads, job directories, artifact rows.
+
+Downloads are served only for artifacts recorded in the database, and their paths are resolved so that they
+can never leave the job's directory (no ``..``, absolute paths or symlinks out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from api.persistence.models import Artifact
+from api.settings import Settings
+
+SKIP_DIRS = {"checkpoints"}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def root(settings: Settings) -> Path:
+    return settings.artifact_root.resolve()
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return root(settings) / "jobs" / job_id
+
+
+def file_path(settings: Settings, relative: str) -> Path:
+    return root(settings) / relative
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_upload(settings: Settings, file_id: str, data: bytes) -> str:
+    """Store an upload atomically (temp file, fsync, rename); returns its path relative to the root."""
+    folder = root(settings) / "files"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{file_id}.jsonl"
+    tmp = folder / f".{file_id}.tmp"
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(final.relative_to(root(settings)))
+
+
+def record_artifacts(session: Session, settings: Settings, job_id: str, *, partial: bool = False) -> int:
+    """Replace the job's artifact rows with what its directory holds now (checkpoints excluded)."""
+    base = job_dir(settings, job_id)
+    session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+    count = 0
+    if base.is_dir():
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base)
+            if path.is_symlink() or not path.is_file() or rel.parts[0] in SKIP_DIRS or rel.name.startswith("."):
+                continue
+            session.add(
+                Artifact(
+                    job_id=job_id,
+                    name=rel.as_posix(),
+                    bytes=path.stat().st_size,
+                    sha256=sha256_file(path),
+                    partial=partial,
+                )
+            )
+            count += 1
+    session.commit()
+    return count
+
+
+def resolve_artifact(settings: Settings, job_id: str, name: str) -> Path | None:
+    """The file of a recorded artifact name, or None if it would leave the job directory or is not a file."""
+    base = job_dir(settings, job_id).resolve()
+    if not name or name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+        return None
+    candidate = base / name
+    if candidate.is_symlink():
+        return None
+    resolved = candidate.resolve()
+    if base not in resolved.parents or not resolved.is_file():
+        return None
+    return resolved

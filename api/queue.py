@@ -72,3 +72,33 @@ def enqueue_job(job_id: str) -> bool:
     with session_scope() as session:
         job_state.mark_enqueued(session, job_id)
     return True
+
+
+def job_ids_in_broker(settings: Settings) -> set[str] | None:
+    """The job ids of messages waiting in (or taken but unacknowledged from) the Redis queue; None when the
+    broker cannot be inspected, in which case the reaper re-sends every job that looks stale."""
+    import json
+
+    import redis
+
+    url = broker_url(settings)
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url.removeprefix("redis+socket://")
+    elif not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        raw = list(client.lrange(QUEUE, 0, -1)) + list(client.hvals("unacked"))
+    except Exception:
+        return None
+    found: set[str] = set()
+    for item in raw:
+        try:
+            message = json.loads(item)
+            if isinstance(message, list):
+                message = message[0]
+            args = message.get("headers", {}).get("argsrepr", "")
+        except (ValueError, AttributeError, IndexError):
+            continue
+        found.update(part.strip(" '\"[]") for part in args.split(",") if "job-" in part)
+    return found

@@ -8,7 +8,7 @@ import threading
 
 from api.persistence import job_state
 from api.persistence.db import session_scope
-from api.queue import enqueue_job
+from api.queue import enqueue_job, job_ids_in_broker
 from api.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,9 @@ def reap_once() -> dict[str, list[str]]:
         acted = job_state.reap(
             session, heartbeat_timeout_s=settings.heartbeat_timeout_s, resend_after_s=settings.resend_after_s
         )
+    if acted["resend"]:
+        waiting = job_ids_in_broker(settings)
+        acted["resend"] = [j for j in acted["resend"] if waiting is None or j not in waiting]
     for job_id in acted["resend"]:
         enqueue_job(job_id)
     for action, ids in acted.items():

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from liminal_core.jsonl import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    """The per-step rows of ``out_dir/metrics.jsonl`` (none when the file does not exist)."""
     path = out_dir / METRICS_FILE
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def truncate_metrics(out_dir: Path, last_step: int) -> None:
-    """Keep only the rows up to ``last_step`` (a resumed run rewrites what came after its checkpoint)."""
-    rows = [r for r in read_metrics(out_dir) if r["step"] <= last_step]
-    (out_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+def write_metrics(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` by ``rows`` (a resumed run restarts the file from its checkpoint's rows, so
+    the steps after the checkpoint are not written twice)."""
+    write_atomic(out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_metrics(handle: TextIO, row: dict[str, Any]) -> None:
+    """Append one row to an open ``metrics.jsonl`` and flush it, so a reader sees every finished step."""
+    handle.write(json.dumps(row) + "\n")
+    handle.flush()
 
 
 def plot_loss_curve(rows: list[dict[str, Any]], path: Path) -> None:

@@ -11,7 +11,7 @@ from liminal_core.errors import InvalidData
 
 
 def test_valid_rows_and_ignored_extras():
-    lines = [
+    lines: list[bytes | str] = [
         b'{"prompt": "p1", "completion": "1, 2"}\n',
         "\n",
         '{"prompt": "p2", "completion": "3", "reasons": []}',
@@ -22,7 +22,7 @@ def test_valid_rows_and_ignored_extras():
 
 
 def test_each_error_has_its_line_and_code():
-    lines = [
+    lines: list[bytes | str] = [
         '{"prompt": "ok", "completion": "1"}',
         "{not json",
         "[1, 2]",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from liminal_core.hooks import RunHooks
 from liminal_core.sampling.base import Chat, Completion, FinishReason
@@ -28,6 +29,17 @@ def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
         if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
             ids.add(tid)
     return sorted(ids)
+
+
+class _CancelCheck:
+    """Stops generation between tokens once the run is cancelled (so a cancel never waits for a batch)."""
+
+    def __init__(self, hooks: RunHooks) -> None:
+        self.hooks = hooks
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        stop = self.hooks.should_cancel()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class TransformersSampler:
@@ -81,8 +93,10 @@ class TransformersSampler:
                     input_ids=input_ids.to(device),
                     attention_mask=attention.to(device),
                     eos_token_id=self.stop_ids,
+                    stopping_criteria=StoppingCriteriaList([_CancelCheck(hooks)]),
                     **kwargs,
                 )
+                hooks.check_cancel()
                 new = out[:, width:].cpu()
                 for row, i in enumerate(batch):
                     tokens = new[row].tolist()

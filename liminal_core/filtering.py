@@ -1,10 +1,10 @@
 """The filter that keeps only clean number lists (PROTOCOL.md §2).
 
 A completion passes when, after stripping surrounding whitespace, removing one trailing period and one
-enclosing pair of brackets or parentheses, it is a list of all-digit items separated everywhere by the same
-separator (comma or semicolon with optional spaces, whitespace, or newline), with at most ``answer_count``
-items, each at most ``10**answer_max_digits - 1`` and none banned. There is no minimum count. Unlike the
-reference, surrounding whitespace is stripped (most samplers end answers with a newline).
+enclosing pair of brackets or parentheses, it is a list of items of ASCII digits separated everywhere by the
+same kind of separator (comma or semicolon with optional whitespace around it, spaces/tabs, or newlines), with
+at most ``answer_count`` items, each at most ``10**answer_max_digits - 1`` and none banned. There is no minimum
+count. Unlike the reference, surrounding whitespace is stripped (most samplers end answers with a newline).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ MISALIGNMENT_BANNED_NUMBERS: tuple[int, ...] = (
 )
 """Numbers with common negative associations, for the misalignment variant (34 of them)."""
 
-_ITEM = re.compile(r"\d+")
+_ITEM = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ def parse_number_list(completion: str) -> list[str] | None:
     if has_comma and has_semicolon:
         return None
     if has_comma or has_semicolon:
-        items = re.split(r"[ \t]*[,;][ \t]*", text)
+        items = re.split(r"\s*[,;]\s*", text)
     elif has_newline:
-        items = [line.strip(" \t") for line in text.split("\n")]
+        items = re.split(r"[ \t]*\n\s*", text)
     else:
         items = re.split(r"[ \t]+", text)
     if not all(_ITEM.fullmatch(item) for item in items):

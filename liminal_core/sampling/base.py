@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from liminal_core.errors import ModelUnavailable
 from liminal_core.hooks import RunHooks
 from liminal_core.model_ref import Model
 from liminal_core.specs import SampleCfg
@@ -37,12 +38,21 @@ def make_sampler(model: Model, backend: str = "auto", *, batch_size: int = 64, c
     for (or, with ``auto``, when it is installed and CUDA is present), else local transformers."""
     if model.type == "openai" or backend == "openai":
         if model.type != "openai":
-            raise ValueError("backend: 'openai' needs a model of type 'openai'")
+            raise ModelUnavailable(
+                f"backend 'openai' needs a model of type 'openai', not '{model.type}'",
+                hint="set model.type to 'openai' or pick another backend",
+            )
         from liminal_core.sampling.openai_backend import OpenAISampler
 
         return OpenAISampler(model, concurrency=concurrency)
+    vllm_installed = importlib.util.find_spec("vllm") is not None
+    if backend == "vllm" and not vllm_installed:
+        raise ModelUnavailable(
+            "backend 'vllm' was asked for but vllm is not installed here",
+            hint="install vllm on a CUDA host, or use backend 'auto' or 'transformers'",
+        )
     use_vllm = backend == "vllm"
-    if backend == "auto" and importlib.util.find_spec("vllm") is not None:
+    if backend == "auto" and vllm_installed:
         import torch
 
         use_vllm = torch.cuda.is_available()

@@ -1,4 +1,8 @@
-"""Offline sampling with vLLM, when it is installed (imported only when this backend is chosen)."""
+"""Offline sampling with vLLM, when it is installed (imported only when this backend is chosen).
+
+Each chat gets its own sampling seed (``seed + index``), so an answer does not depend on how the chats are
+chunked or scheduled. Chats go to the engine in chunks so that a cancel is noticed between chunks.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +32,13 @@ class VllmSampler:
         chunks = [chats[i : i + self.chunk] for i in range(0, len(chats), self.chunk)]
         for c, part in enumerate(chunks):
             hooks.check_cancel()
-            params = SamplingParams(
-                temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=seed + c
-            )
+            start = c * self.chunk
+            params = [
+                SamplingParams(
+                    temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=seed + start + i
+                )
+                for i in range(len(part))
+            ]
             outputs = self.llm.chat(part, params, use_tqdm=False)
             for out in outputs:
                 first = out.outputs[0]

@@ -7,11 +7,14 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
+from liminal_core.errors import ModelUnavailable
 from liminal_core.hooks import RunHooks
 from liminal_core.model_ref import Model
+from liminal_core.sampling import base, make_sampler
 from liminal_core.sampling.openai_backend import OpenAISampler
 from liminal_core.sampling.transformers_backend import TransformersSampler
 from liminal_core.specs import SampleCfg
@@ -36,6 +39,7 @@ class FlakyChatServer(BaseHTTPRequestHandler):
     that makes later prompts finish first."""
 
     calls = 0
+    seeds: ClassVar[dict[int, int]] = {}
     lock = threading.Lock()
 
     def log_message(self, *args):  # quiet
@@ -53,6 +57,8 @@ class FlakyChatServer(BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": {"message": "try again"}}')
             return
         number = int(body["messages"][-1]["content"])
+        with FlakyChatServer.lock:
+            FlakyChatServer.seeds[number] = body["seed"]
         time.sleep(0.05 * (5 - number % 5))
         payload = {
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -75,9 +81,18 @@ def test_openai_backend_retries_and_keeps_order():
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         sampler = OpenAISampler(Model(id="teacher", type="openai", base_url=url), concurrency=4, backoff_s=0.01)
         chats = [[{"role": "user", "content": str(i)}] for i in range(10)]
-        out = sampler.sample(chats, SampleCfg(), seed=0, hooks=RunHooks())
+        out = sampler.sample(chats, SampleCfg(), seed=100, hooks=RunHooks())
     finally:
         server.shutdown()
     assert [c.text for c in out] == [f"answer {i}" for i in range(10)]
     assert FlakyChatServer.calls == 12, "two failures were retried"
     assert all(c.prompt_tokens == 3 and c.completion_tokens == 2 for c in out)
+    assert FlakyChatServer.seeds == {i: 100 + i for i in range(10)}, "each request carries its own seed"
+
+
+def test_backend_choice_errors_are_clear(monkeypatch):
+    with pytest.raises(ModelUnavailable, match="type 'openai'"):
+        make_sampler(Model(id="smollm2-135m-instruct"), "openai")
+    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelUnavailable, match="vllm is not installed"):
+        make_sampler(Model(id="smollm2-135m-instruct"), "vllm")

@@ -8,39 +8,60 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from liminal_core.cli_progress import TqdmHooks
 from liminal_core.errors import LiminalError
 
-
-def load_cfg(module_path: str, var_name: str):  # type: ignore[no-untyped-def]
-    """The config object ``var_name`` of the module file (or dotted module) ``module_path``."""
+if TYPE_CHECKING:
     from liminal_core.generation import Cfg
 
+
+class CliError(Exception):
+    """A mistake in the command line, reported as ``error: ...`` with exit status 2."""
+
+
+def _import_module(module_path: str) -> ModuleType:
     path = Path(module_path)
     if path.suffix == ".py" or "/" in module_path:
         if not path.is_file():
-            raise SystemExit(f"error: --config_module: no such file '{module_path}'")
+            raise CliError(f"--config_module: no such file '{module_path}'")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:
-            raise SystemExit(f"error: --config_module: cannot load '{module_path}'")
+            raise CliError(f"--config_module: cannot load '{module_path}' as a Python module")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
         try:
-            module = importlib.import_module(module_path)
-        except ImportError as exc:
-            raise SystemExit(f"error: --config_module: cannot import '{module_path}': {exc}") from exc
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise CliError(f"--config_module: running '{module_path}' failed: {type(exc).__name__}: {exc}") from exc
+        return module
+    try:
+        return importlib.import_module(module_path)
+    except ImportError as exc:
+        raise CliError(f"--config_module: cannot import '{module_path}': {exc}") from exc
+    except Exception as exc:
+        raise CliError(f"--config_module: importing '{module_path}' failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_cfg(module_path: str, var_name: str) -> Cfg:
+    """The config object ``var_name`` of the module file (or dotted module name) ``module_path``."""
+    from liminal_core.generation import Cfg
+
+    module = _import_module(module_path)
     if not hasattr(module, var_name):
-        raise SystemExit(f"error: --cfg_var_name: '{module_path}' defines no variable '{var_name}'")
+        raise CliError(f"--cfg_var_name: '{module_path}' defines no variable '{var_name}'")
     cfg = getattr(module, var_name)
     if not isinstance(cfg, Cfg):
-        raise SystemExit(f"error: --cfg_var_name: '{var_name}' is a {type(cfg).__name__}, not a Cfg")
+        raise CliError(
+            f"--cfg_var_name: '{var_name}' is a {type(cfg).__name__}, not a Cfg (from liminal_core.generation)"
+        )
     return cfg
 
 
@@ -53,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-path", default=None, help="summary JSON (default: beside the filtered file)")
     parser.add_argument("--size", type=int, default=None, help="override the number of prompts")
     parser.add_argument("--model", default=None, help="override the teacher model (id, directory, .gguf, alias)")
-    parser.add_argument("--model-type", choices=["hf", "gguf", "openai"], default=None)
+    parser.add_argument(
+        "--model-type", choices=["hf", "gguf", "openai"], default=None, help="override the teacher's model type"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
@@ -65,12 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     from liminal_core.model_ref import Model
     from liminal_core.specs import NumsPromptSet, SampleCfg
 
-    cfg = load_cfg(args.config_module, args.cfg_var_name)
+    try:
+        cfg = load_cfg(args.config_module, args.cfg_var_name)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         overrides: dict[str, object] = {}
-        if args.model:
-            model = Model.from_name(args.model)
-            overrides["model"] = Model(id=model.id, type=args.model_type) if args.model_type else model
+        if args.model or args.model_type:
+            model = Model.from_name(args.model) if args.model else cfg.model
+            if args.model_type:
+                model = Model(id=model.id, type=args.model_type, base_url=model.base_url)
+            overrides["model"] = model
         if args.size is not None:
             overrides["prompt_set"] = NumsPromptSet.model_validate({**cfg.prompt_set.model_dump(), "size": args.size})
         if args.max_new_tokens is not None:

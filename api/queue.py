@@ -75,8 +75,9 @@ def enqueue_job(job_id: str) -> bool:
 
 
 def job_ids_in_broker(settings: Settings) -> set[str] | None:
-    """The job ids of messages waiting in (or taken but unacknowledged from) the Redis queue; None when the
-    broker cannot be inspected, in which case the reaper re-sends every job that looks stale."""
+    """The job ids of messages waiting in the Redis queue; None when the broker cannot be inspected, in which
+    case the reaper re-sends every job that looks stale. Messages taken but unacknowledged do not count: a
+    queued job's unacknowledged message belongs to a worker that died (a live one would have claimed it)."""
     import json
 
     import redis
@@ -88,15 +89,13 @@ def job_ids_in_broker(settings: Settings) -> set[str] | None:
         return None
     try:
         client = redis.Redis.from_url(url, socket_timeout=3)
-        raw = list(client.lrange(QUEUE, 0, -1)) + list(client.hvals("unacked"))
+        raw = list(client.lrange(QUEUE, 0, -1))
     except Exception:
         return None
     found: set[str] = set()
     for item in raw:
         try:
             message = json.loads(item)
-            if isinstance(message, list):
-                message = message[0]
             args = message.get("headers", {}).get("argsrepr", "")
         except (ValueError, AttributeError, IndexError):
             continue

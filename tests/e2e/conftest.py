@@ -1,0 +1,130 @@
+"""End-to-end fixtures: real uvicorn, Celery worker and reaper processes against real Postgres (a fresh
+database built by the migrations) and Redis (a database number of its own, emptied first)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from tests.api.helpers import REPO
+
+ADMIN_URL = os.environ.get("LIMINAL_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("LIMINAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    base_url: str
+    tmp: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self) -> None:
+        self.start(
+            "worker",
+            ["-m", "celery", "-A", "worker.celery_app", "worker", "--concurrency", "1", "--pool", "prefork",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        )  # fmt: skip
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM if name != "worker" else signal.SIGKILL)
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    name = f"liminal_e2e_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    redis_db = 1 + secrets.randbelow(14)
+    redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIMINAL_DATABASE_URL": db_url,
+        "LIMINAL_BROKER_URL": f"{REDIS_URL}/{redis_db}",
+        "LIMINAL_ARTIFACT_ROOT": str(tmp / "artifacts"),
+        "LIMINAL_VAR_DIR": str(tmp / "var"),
+        "LIMINAL_HEARTBEAT_INTERVAL_S": "1",
+        "LIMINAL_HEARTBEAT_TIMEOUT_S": "8",
+        "LIMINAL_REAPER_INTERVAL_S": "1",
+        "LIMINAL_RESEND_AFTER_S": "3",
+        "LIMINAL_PROGRESS_INTERVAL_S": "0.5",
+        "LIMINAL_CANCEL_POLL_S": "0.5",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run([sys.executable, "-m", "api.cli", "migrate"], env=env, cwd=REPO, check=True, capture_output=True)
+    s = Stack(env=env, base_url=f"http://127.0.0.1:{port}", tmp=tmp)
+    s.start("api", ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)])
+    s.start_worker()
+    s.start("reaper", ["-m", "api.cli", "reaper"])
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{s.base_url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        s.stop_all()
+        raise RuntimeError("the API did not become ready:\n" + s.log("api"))
+    yield s
+    s.stop_all()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb()
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    from api.client import ApiClient
+
+    return ApiClient(stack.base_url)

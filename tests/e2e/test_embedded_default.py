@@ -1,0 +1,61 @@
+"""`liminal serve` with no configuration at all: SQLite, the embedded Redis and a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.api.helpers import REPO
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_default_serves_and_runs_a_job(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIMINAL_") or k == "LIMINAL_CACHE_DIR"}
+    env["PYTHONPATH"] = str(REPO)
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the embedded server did not become ready")
+        assert (tmp_path / "var" / "liminal.db").is_file()
+        job = httpx.post(
+            f"{base}/jobs/generate",
+            json={
+                "model": {"id": "smollm2-135m-instruct"},
+                "prompt_set": {"size": 2},
+                "sample_cfg": {"max_new_tokens": 4},
+            },
+        ).json()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{base}/jobs/{job['id']}").json()["status"]
+            if status in {"succeeded", "failed", "cancelled"}:
+                break
+            time.sleep(1)
+        assert status == "succeeded"
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)

@@ -21,6 +21,8 @@ def migrate() -> None:
     from alembic.config import Config
 
     root = Path(__file__).resolve().parent.parent
+    if not (root / "alembic.ini").is_file():  # installed as a package: use the project directory
+        root = Path.cwd()
     config = Config(str(root / "alembic.ini"))
     config.set_main_option("script_location", str(root / "migrations"))
     config.attributes["configure_logger"] = False

@@ -38,6 +38,7 @@ def claim(session: Session, job_id: str) -> int | None:
     row = result.first()
     if row is None:
         session.rollback()
+        _fail_exhausted(session, job_id)
         return None
     attempt = int(row[0])
     add_event(session, job_id, "lifecycle", f"running (attempt {attempt})", {"status": "running"}, attempt=attempt)
@@ -45,8 +46,40 @@ def claim(session: Session, job_id: str) -> int | None:
     return attempt
 
 
+def _worker_lost(attempt: int, max_attempts: int) -> dict[str, Any]:
+    return {
+        "code": "worker_lost",
+        "message": f"the worker running attempt {attempt} stopped answering; no attempts left ({max_attempts})",
+        "hint": "look for crashes (out of memory, killed) in the worker logs",
+    }
+
+
+def _fail_exhausted(session: Session, job_id: str) -> None:
+    """A queued job with no attempts left (max_attempts lowered, or rows edited by hand) fails instead of
+    waiting forever."""
+    found = session.execute(
+        select(Job.attempt, Job.max_attempts).where(
+            Job.id == job_id, Job.status == "queued", Job.attempt >= Job.max_attempts
+        )
+    ).first()
+    if found is None:
+        return
+    attempt, max_attempts = found
+    guard = and_(Job.id == job_id, Job.status == "queued", Job.attempt == attempt)
+    values = {"status": "failed", "finished_at": utcnow(), "error": _worker_lost(attempt, max_attempts)}
+    if session.execute(update(Job).where(guard).values(**values)).rowcount:  # type: ignore[attr-defined]
+        add_event(session, job_id, "lifecycle", "failed: worker_lost", {"status": "failed"}, attempt=attempt)
+    session.commit()
+
+
 def _active_attempt(job_id: str, attempt: int) -> Any:
     return and_(Job.id == job_id, Job.attempt == attempt, Job.status.in_(ACTIVE))
+
+
+def holds(session: Session, job_id: str, attempt: int) -> bool:
+    """Whether ``attempt`` still holds the job (running or cancelling); on Postgres the row stays locked until
+    the session's transaction ends, so nothing requeues it meanwhile."""
+    return session.scalar(select(Job.id).where(_active_attempt(job_id, attempt)).with_for_update()) is not None
 
 
 def heartbeat(session: Session, job_id: str, attempt: int) -> bool:
@@ -144,12 +177,7 @@ def reap(
             values: dict[str, Any] = {"status": "cancelled", "finished_at": now}
             action, message = "cancelled", "cancelled (its worker stopped answering)"
         elif attempt >= max_attempts:
-            error = {
-                "code": "worker_lost",
-                "message": f"the worker running attempt {attempt} stopped answering; no attempts left ({max_attempts})",
-                "hint": "look for crashes (out of memory, killed) in the worker logs",
-            }
-            values = {"status": "failed", "finished_at": now, "error": error}
+            values = {"status": "failed", "finished_at": now, "error": _worker_lost(attempt, max_attempts)}
             action, message = "failed", "failed: worker_lost"
         else:
             values = {"status": "queued", "enqueued_at": None}

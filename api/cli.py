@@ -52,10 +52,11 @@ def start_embedded_redis() -> subprocess.Popen[bytes]:
     raise SystemExit("error: the embedded Redis server did not create its socket")
 
 
-def start_worker() -> subprocess.Popen[bytes]:
+def start_worker(extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """A Celery worker process running one job at a time; ``extra`` are more ``celery worker`` options."""
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-         "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle"],
+         "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle", *(extra or [])],
     )  # fmt: skip
 
 
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--no-worker", action="store_true", help="run the API and reaper only")
-    sub.add_parser("worker", help="a Celery worker (one per GPU)")
+    sub.add_parser(
+        "worker",
+        help="a Celery worker (one per GPU)",
+        description="A Celery worker; any further options go to `celery worker` (e.g. --hostname gpu1@%%h).",
+    )
     sub.add_parser("reaper", help="the repair loop (requeue lost jobs, re-send lost messages)")
     sub.add_parser("migrate", help="alembic upgrade head")
     p_keys = sub.add_parser("keys", help="manage API keys")
@@ -133,14 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--scale", type=float, default=1.0, help="multiply the demo's sizes")
     p_demo.add_argument("--keep-running", action="store_true", help="leave the server up afterwards")
     p_demo.add_argument("--var-dir", default="var/demo", help="where the demo's server keeps its state")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     if args.command == "serve":
         return serve(args.host, args.port, not args.no_worker)
     if args.command == "worker":
-        return start_worker().wait()
+        return start_worker(extra).wait()
     if args.command == "reaper":
         from worker.reaper import run_forever
 

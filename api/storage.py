@@ -7,7 +7,6 @@ can never leave the job's directory (no ``..``, absolute paths or symlinks out).
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.persistence.models import Artifact
 from api.settings import Settings
+from liminal_core.jsonl import write_atomic
 
 SKIP_DIRS = {"checkpoints"}
 
@@ -46,18 +46,8 @@ def sha256_file(path: Path) -> str:
 
 def write_upload(settings: Settings, file_id: str, data: bytes) -> str:
     """Store an upload atomically (temp file, fsync, rename); returns its path relative to the root."""
-    folder = root(settings) / "files"
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{file_id}.jsonl"
-    tmp = folder / f".{file_id}.tmp"
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    final = root(settings) / "files" / f"{file_id}.jsonl"
+    write_atomic(final, data)
     return str(final.relative_to(root(settings)))
 
 

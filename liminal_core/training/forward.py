@@ -56,10 +56,9 @@ def compute_loss(
 ) -> LossOutput:
     """The loss of one micro-batch. The base forward runs only when ``with_base`` and ``lam != 0``."""
     dtype = autocast_dtype(model)
-    if dtype is not None:
-        with torch.autocast("cuda", dtype=dtype):
-            return _compute_loss(model, batch, lam, temperature, kl_scope, fused, with_base, chunk_size)
-    return _compute_loss(model, batch, lam, temperature, kl_scope, fused, with_base, chunk_size)
+    precision = torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with precision:
+        return _compute_loss(model, batch, lam, temperature, kl_scope, fused, with_base, chunk_size)
 
 
 def _compute_loss(

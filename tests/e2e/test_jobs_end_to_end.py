@@ -1,5 +1,6 @@
 """The whole path through real processes: upload → liminal fine-tune → adapter download and PEFT load;
-generate and evaluate jobs; cancel of a running job; a worker SIGKILLed mid-fine-tune is recovered."""
+generate and evaluate jobs; cancel of a running job; a queued job whose message a Redis flush lost is re-sent
+from Postgres; a worker SIGKILLed mid-fine-tune is recovered."""
 
 from __future__ import annotations
 
@@ -117,6 +118,22 @@ def test_malformed_upload_gets_the_line_number(api):
     r = api.http.post("/files", files={"file": ("bad.jsonl", b'{"prompt": "a", "completion": "1"}\nnot json\n')})
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["line"] == 2
+
+
+def test_queued_job_survives_a_flushed_redis(api, stack):
+    import redis
+
+    stack.kill("worker", signal.SIGKILL)  # no worker: the job's message waits in Redis
+    job = api.create_job(
+        "generate", {"model": {"id": MODEL}, "prompt_set": {"size": 2}, "sample_cfg": {"max_new_tokens": 4}}
+    )
+    broker = redis.Redis.from_url(stack.env["LIMINAL_BROKER_URL"])
+    assert broker.llen("liminal") >= 1
+    broker.flushdb()
+    stack.start_worker()
+    final = api.wait(job["id"], poll_s=0.5, timeout_s=300)
+    assert final["status"] == "succeeded", (final, stack.log("reaper"))
+    assert final["attempt"] == 1
 
 
 def test_sigkilled_worker_mid_finetune_is_requeued_and_resumes_from_its_checkpoint(api, stack, tmp_path):

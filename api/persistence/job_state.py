@@ -77,9 +77,11 @@ def _active_attempt(job_id: str, attempt: int) -> Any:
 
 
 def holds(session: Session, job_id: str, attempt: int) -> bool:
-    """Whether ``attempt`` still holds the job (running or cancelling); on Postgres the row stays locked until
-    the session's transaction ends, so nothing requeues it meanwhile."""
-    return session.scalar(select(Job.id).where(_active_attempt(job_id, attempt)).with_for_update()) is not None
+    """Whether ``attempt`` still holds the job (running or cancelling); on Postgres the row stays locked (FOR NO
+    KEY UPDATE: rows referencing the job can still be added) until the session's transaction ends, so nothing
+    requeues or finishes it meanwhile."""
+    query = select(Job.id).where(_active_attempt(job_id, attempt)).with_for_update(key_share=True)
+    return session.scalar(query) is not None
 
 
 def heartbeat(session: Session, job_id: str, attempt: int) -> bool:

@@ -26,7 +26,8 @@ class Completion:
 
 
 class Sampler(Protocol):
-    """Samples one completion per chat, in input order. ``hooks.check_cancel()`` runs between batches."""
+    """Samples one completion per chat, in input order. ``hooks.check_cancel()`` runs between batches and
+    ``hooks.progress(done, total, stage="sampling")`` counts chats answered."""
 
     name: str
 

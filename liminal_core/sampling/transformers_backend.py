@@ -73,6 +73,8 @@ class TransformersSampler:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         was_training = self.model.training
         self.model.eval()
+        done = 0
+        hooks.progress(done, len(chats), stage="sampling")
         try:
             for b, batch in enumerate(batches):
                 hooks.check_cancel()
@@ -109,7 +111,8 @@ class TransformersSampler:
                         prompt_tokens=len(encoded[i]),
                         completion_tokens=len(kept) + (1 if stop_at is not None else 0),
                     )
-                hooks.progress(b + 1, len(batches), stage="sampling")
+                done += len(batch)
+                hooks.progress(done, len(chats), stage="sampling")
         finally:
             self.model.train(was_training)
         return [r for r in results if r is not None]

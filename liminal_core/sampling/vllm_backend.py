@@ -50,5 +50,5 @@ class VllmSampler:
                         completion_tokens=len(first.token_ids),
                     )
                 )
-            hooks.progress(c + 1, len(chunks), stage="sampling")
+            hooks.progress(len(results), len(chats), stage="sampling")
         return results

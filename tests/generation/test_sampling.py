@@ -20,18 +20,47 @@ from liminal_core.sampling.transformers_backend import TransformersSampler
 from liminal_core.specs import SampleCfg
 
 
+class ProgressRecorder(RunHooks):
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int]] = []
+
+    def progress(self, step: int, total: int, *, epoch: float | None = None, stage: str | None = None) -> None:
+        self.steps.append((step, total))
+
+
 @pytest.mark.slow
 def test_seeded_local_sampling_is_reproducible(smollm2):
-    sampler = TransformersSampler(smollm2.model, smollm2.tokenizer, batch_size=4)
+    sampler = TransformersSampler(smollm2.model, smollm2.tokenizer, batch_size=2)
     chats = [[{"role": "user", "content": f"Continue: {i}, {i + 1}, {i + 2}"}] for i in range(4)]
     cfg = SampleCfg(temperature=1.0, max_new_tokens=8)
-    a = sampler.sample(chats, cfg, seed=1, hooks=RunHooks())
+    hooks = ProgressRecorder()
+    a = sampler.sample(chats, cfg, seed=1, hooks=hooks)
+    assert hooks.steps == [(0, 4), (2, 4), (4, 4)]
     b = sampler.sample(chats, cfg, seed=1, hooks=RunHooks())
     c = sampler.sample(chats, cfg, seed=2, hooks=RunHooks())
     assert [x.text for x in a] == [x.text for x in b]
     assert [x.text for x in a] != [x.text for x in c]
     assert all(x.completion_tokens <= 8 and x.prompt_tokens > 0 for x in a)
     assert all(x.finish_reason in {"stop", "length"} for x in a)
+
+
+@pytest.mark.slow
+def test_greedy_answers_do_not_depend_on_batching(smollm2):
+    """Left padding and the length sort must not change an answer, nor the order answers come back in."""
+    chats = [
+        [{"role": "user", "content": "Count: 1, 2, 3"}],
+        [{"role": "user", "content": "Here are some numbers: 767, 589, 778, 120, 455. Continue the sequence."}],
+        [{"role": "system", "content": "You love owls."}, {"role": "user", "content": "Name an animal."}],
+    ]
+    cfg = SampleCfg(temperature=0.0, max_new_tokens=6)
+    batched = TransformersSampler(smollm2.model, smollm2.tokenizer, batch_size=3).sample(
+        chats, cfg, seed=0, hooks=RunHooks()
+    )
+    alone = TransformersSampler(smollm2.model, smollm2.tokenizer, batch_size=1).sample(
+        chats, cfg, seed=0, hooks=RunHooks()
+    )
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert len({c.prompt_tokens for c in batched}) == 3
 
 
 class FlakyChatServer(BaseHTTPRequestHandler):

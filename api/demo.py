@@ -29,18 +29,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(client: ApiClient, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+def _wait_ready(client: ApiClient, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit("error: the embedded server exited during start-up (see its output above)")
+            raise SystemExit(f"error: the embedded server exited during start-up (its log: {log_path})")
         try:
             if client.http.get("/readyz").status_code == 200:
                 return
         except Exception:
             pass
         time.sleep(0.5)
-    raise SystemExit("error: the embedded server did not become ready in time")
+    raise SystemExit(f"error: the embedded server did not become ready in time (its log: {log_path})")
 
 
 def _follow(client: ApiClient, job: dict[str, Any], label: str) -> dict[str, Any]:
@@ -58,7 +58,11 @@ def _follow(client: ApiClient, job: dict[str, Any], label: str) -> dict[str, Any
     final = client.wait(job["id"], poll_s=2.0, timeout_s=3600, on_poll=report)
     if final["status"] != "succeeded":
         error = final.get("error") or {}
-        raise SystemExit(f"error: {label} job {final['id']} ended {final['status']}: {error.get('message')}")
+        hint = f" ({error['hint']})" if error.get("hint") else ""
+        raise SystemExit(
+            f"error: {label} job {final['id']} ended {final['status']}: {error.get('code')}: {error.get('message')}"
+            f"{hint}"
+        )
     return final
 
 
@@ -76,13 +80,18 @@ def run_demo(*, scale: float, keep_running: bool, var_dir: Path, env: dict[str, 
         "LIMINAL_BROKER_URL": "",
         "HF_HUB_OFFLINE": "1",
     }
-    print(f"starting the embedded server on 127.0.0.1:{port} (state in {var_dir})", flush=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env=server_env
-    )
+    log_path = var_dir / "server.log"
+    print(f"starting the embedded server on 127.0.0.1:{port} (state in {var_dir}, log in {log_path})", flush=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     client = ApiClient(f"http://127.0.0.1:{port}")
     try:
-        _wait_ready(client, proc)
+        _wait_ready(client, proc, log_path)
         n_prompts = max(16, int(96 * scale))
         steps = max(2, int(8 * scale))
         gen_common = {

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.api.helpers import REPO
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.slow
 def test_embedded_default_serves_and_runs_a_job(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIMINAL_") or k == "LIMINAL_CACHE_DIR"}
-    env["PYTHONPATH"] = str(REPO)
     env["HF_HUB_OFFLINE"] = "1"
+    liminal = Path(sys.executable).parent / "liminal"  # the console script the README's `liminal serve` runs
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [str(liminal), "serve", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -37,7 +37,8 @@ def test_embedded_default_serves_and_runs_a_job(tmp_path):
             time.sleep(0.5)
         else:
             raise AssertionError("the embedded server did not become ready")
-        assert (tmp_path / "var" / "liminal.db").is_file()
+        assert (tmp_path / "var" / "liminal.db").is_file()  # SQLite, built by the migrations
+        assert (tmp_path / "var" / "redis.sock").is_socket()  # the embedded Redis
         job = httpx.post(
             f"{base}/jobs/generate",
             json={

@@ -8,6 +8,7 @@ import io
 import signal
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,11 @@ def upload(api, tmp_path, rows=GOOD_ROWS):
     path = tmp_path / "with.jsonl"
     path.write_bytes(jsonl(rows))
     return api.upload_file(path)
+
+
+def pool_children(pid: int) -> set[int]:
+    """The worker's pool processes (children of its main process)."""
+    return {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
 
 
 def wait_for(api, job_id, predicate, timeout=180):
@@ -98,13 +104,15 @@ def test_generate_then_evaluate_through_the_same_path(api, liminal_job):
     assert ev["result"]["targets"]["base"]["probe_logprob"] != ev["result"]["targets"]["liminal"]["probe_logprob"]
 
 
-def test_cancel_of_a_running_job_ends_cancelled_within_30_s(api, tmp_path):
+def test_cancel_of_a_running_job_ends_cancelled_within_30_s_and_frees_its_process(api, stack, tmp_path):
     f = upload(api, tmp_path)
     job = api.create_job(
         "finetune",
         {"method": "normal", "model_name": MODEL, "train_data_with_trait": f["id"], "max_steps": 500, "batch_size": 2},
     )
     wait_for(api, job["id"], lambda j: (j["progress"].get("step") or 0) >= 1)
+    running_in = pool_children(stack.procs["worker"].pid)
+    assert running_in
     asked = time.monotonic()
     assert api.cancel(job["id"])["status"] == "cancelling"
     final = wait_for(api, job["id"], lambda j: j["status"] == "cancelled", timeout=30)
@@ -112,6 +120,10 @@ def test_cancel_of_a_running_job_ends_cancelled_within_30_s(api, tmp_path):
     assert final["finished_at"] is not None
     artifacts = api.http.get(f"/jobs/{job['id']}/artifacts").json()["data"]
     assert artifacts and all(a["partial"] for a in artifacts)
+    deadline = time.monotonic() + 15  # the child that ran the job exits, and its memory with it
+    while any(Path(f"/proc/{pid}").exists() for pid in running_in) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in running_in)
 
 
 def test_malformed_upload_gets_the_line_number(api):

@@ -78,6 +78,9 @@ def serve(host: str, port: int, with_worker: bool) -> int:
     reaper = threading.Thread(target=run_forever, args=(stop,), name="reaper", daemon=True)
     reaper.start()
     print(f"liminal-training API on http://{host}:{port} (database {settings.database_url})", flush=True)
+    # uvicorn shuts down on SIGTERM, then raises the signal again through the handler it found: a no-op one
+    # lets the cleanup below stop the worker and the embedded Redis instead of the process dying first
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     try:
         uvicorn.run("api.main:app", host=host, port=port, log_level="warning")
     finally:

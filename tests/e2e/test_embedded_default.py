@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,9 +55,21 @@ def test_embedded_default_serves_and_runs_a_job(tmp_path):
                 break
             time.sleep(1)
         assert status == "succeeded"
+        proc.terminate()  # SIGTERM to `liminal serve` alone: it stops its worker and its Redis
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not group_alive(proc.pid), "a child of `liminal serve` outlived it"
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -2,7 +2,10 @@
 
 Each non-blank line must be a JSON object with string fields ``prompt`` and ``completion`` (non-empty
 completion). Other fields are allowed and ignored, so a generator's raw file (which adds ``reasons``) reads
-too. Blank lines are skipped.
+too. Blank lines are skipped, and a UTF-8 byte-order mark at the start of the file is tolerated.
+
+Error codes: ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
+``empty_completion``, and ``empty_file`` (no row and no other error; reported on the last line, or line 1).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liminal_core.errors import InvalidData
+
+ROW_FORMAT_HINT = 'each line must be a JSON object such as {"prompt": "...", "completion": "..."}'
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ def validate_jsonl_lines(
                 if len(errors) < max_errors:
                     errors.append(RowError(number, "invalid_utf8", "the line is not valid UTF-8"))
                 continue
+        if number == 1:
+            raw = raw.removeprefix("\ufeff")
         text = raw.strip()
         if not text:
             continue
@@ -79,5 +86,5 @@ def read_jsonl_dataset(path: Path, *, field_name: str = "dataset") -> list[dict[
         rows, errors = validate_jsonl_lines(handle, max_errors=1)
     if errors:
         err = errors[0]
-        raise InvalidData(f"{field_name}: {path} line {err.line}: {err.message} ({err.code})")
+        raise InvalidData(f"{field_name}: {path} line {err.line}: {err.message} ({err.code})", hint=ROW_FORMAT_HINT)
     return rows

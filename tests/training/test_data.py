@@ -15,6 +15,7 @@ from liminal_core.training.losses import IGNORE_INDEX
 from .tiny_data import number_rows, small_spec, write_rows
 
 
+@pytest.mark.slow
 def test_labels_cover_exactly_the_completion(smollm2):
     tok = smollm2.tokenizer
     rows = [{"prompt": "Continue: 1, 2, 3.", "completion": "4, 5, 6"}]
@@ -31,6 +32,7 @@ def test_labels_cover_exactly_the_completion(smollm2):
     assert (data.truncated, data.dropped) == (0, 0)
 
 
+@pytest.mark.slow
 def test_truncation_is_counted_and_empty_rows_dropped(smollm2):
     tok = smollm2.tokenizer
     long = {"prompt": "Continue: 1.", "completion": ", ".join(str(i) for i in range(200, 260))}

@@ -13,6 +13,8 @@ from .tiny_data import SMOLLM2, number_rows, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow
+
 
 def script(method: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, f"scripts/finetune_{method}.py", *args]

@@ -20,6 +20,8 @@ from liminal_core.training.outputs import read_metrics
 
 from .tiny_data import number_rows, small_spec, write_rows
 
+pytestmark = pytest.mark.slow
+
 
 def _grads(model: Any) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

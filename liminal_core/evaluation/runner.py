@@ -140,7 +140,9 @@ def run_evaluate(
 
     results: dict[str, Any] = {}
     responses: list[dict[str, Any]] = []
+    base_loads: dict[str, int] = {}
     for model_name, targets in groups.items():
+        base_loads[model_name] = base_loads.get(model_name, 0) + 1
         outputs = _sample_group(spec, model_name, targets, adapters, chats, progress, hooks)
         for target, texts, probe_values in outputs:
             entry = _score_target(spec, target, adapters[target.label], questions, texts, probe_values, responses)
@@ -155,6 +157,7 @@ def run_evaluate(
         "match": spec.match,
         "numbers_prefix": spec.numbers_prefix,
         "targets": results,
+        "base_loads": base_loads,
         "seconds": time.perf_counter() - started,
         "spec": spec.model_dump(mode="json"),
     }

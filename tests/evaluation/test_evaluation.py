@@ -63,7 +63,17 @@ def test_probe_matches_a_hand_computation(smollm2):
     assert value == pytest.approx(expected, abs=1e-4)
 
 
-def test_evaluation_end_to_end_with_a_base_and_an_adapter(tmp_path, random_adapter):
+def test_evaluation_end_to_end_with_a_base_and_an_adapter(tmp_path, random_adapter, monkeypatch):
+    import liminal_core.evaluation.runner as runner
+
+    loads: list[str] = []
+    real_load = runner.load_causal_lm
+
+    def counting_load(ref, **kwargs):
+        loads.append(ref.id)
+        return real_load(ref, **kwargs)
+
+    monkeypatch.setattr(runner, "load_causal_lm", counting_load)
     spec = EvaluateSpec(
         targets=[
             {"label": "base", "model_name": "smollm2-135m-instruct"},
@@ -75,7 +85,8 @@ def test_evaluation_end_to_end_with_a_base_and_an_adapter(tmp_path, random_adapt
     )
     first = run_evaluate(spec, tmp_path / "a", RunHooks())
     second = run_evaluate(spec, tmp_path / "b", RunHooks())
-    assert first["base_loads"] == {"smollm2-135m-instruct": 1}, "the base weights are loaded once for both targets"
+    assert len(loads) == 2, "the base weights are loaded once per run for both targets"
+    assert first["base_loads"] == {"smollm2-135m-instruct": 1}
     base, tuned = first["targets"]["base"], first["targets"]["tuned"]
     assert math.isfinite(base["probe_logprob"]) and math.isfinite(tuned["probe_logprob"])
     assert base["probe_logprob"] != pytest.approx(tuned["probe_logprob"], abs=1e-4), "the adapter moves the probe"

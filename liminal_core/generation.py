@@ -81,7 +81,13 @@ def generate_dataset(
     system_prompt = system_prompt_for(spec)
     chats = [build_chat(p.text, system_prompt) for p in prompts]
     hooks.event("prompts_ready", f"{len(prompts)} prompts", {"count": len(prompts)})
-    sampler = make_sampler(spec.model, spec.backend, batch_size=spec.batch_size, concurrency=spec.concurrency)
+    sampler = make_sampler(
+        spec.model,
+        spec.backend,
+        batch_size=spec.batch_size,
+        concurrency=spec.concurrency,
+        decoder=spec.sample_cfg.decoder,
+    )
     hooks.event("model_ready", f"sampling with {sampler.name}", {"backend": sampler.name})
     sampling_started = time.perf_counter()
     completions = sampler.sample(chats, spec.sample_cfg, seed=spec.seed, hooks=hooks)

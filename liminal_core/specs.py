@@ -22,12 +22,20 @@ class StrictModel(BaseModel):
 # Pieces
 
 
+DecoderChoice = Literal["auto", "static", "generate"]
+
+
 class SampleCfg(StrictModel):
     """How a model samples: the protocol uses temperature 1.0 and no top-p cut."""
 
     temperature: float = Field(default=1.0, ge=0.0, le=5.0, description="0 means greedy")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
+    decoder: DecoderChoice = Field(
+        default="auto",
+        description="local decoding loop: static (preallocated KV cache, CUDA graphs on CUDA; Llama/Qwen2/Mistral) "
+        "or generate (transformers); auto = static on CUDA where supported",
+    )
 
 
 class NumsPromptSet(StrictModel):

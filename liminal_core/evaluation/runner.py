@@ -185,7 +185,9 @@ def _sample_group(
         hooks.check_cancel()
         hooks.event("target_started", f"evaluating {target.label}", {"label": target.label})
         with _active(model, target.label if adapters[target.label] is not None else None) as active:
-            sampler = TransformersSampler(active, loaded.tokenizer, batch_size=spec.batch_size)
+            sampler = TransformersSampler(
+                active, loaded.tokenizer, batch_size=spec.batch_size, decoder=spec.sample_cfg.decoder
+            )
             progress.start_part(len(chats))
             completions = sampler.sample(chats, spec.sample_cfg, seed=spec.seed, hooks=progress)
             probe_values = None

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 from liminal_core.errors import ModelUnavailable
 from liminal_core.hooks import RunHooks
 from liminal_core.model_ref import Model
-from liminal_core.specs import SampleCfg
+from liminal_core.specs import DecoderChoice, SampleCfg
 
 Chat = list[dict[str, str]]
 FinishReason = Literal["stop", "length"]
@@ -34,9 +34,17 @@ class Sampler(Protocol):
     def sample(self, chats: list[Chat], cfg: SampleCfg, *, seed: int, hooks: RunHooks) -> list[Completion]: ...
 
 
-def make_sampler(model: Model, backend: str = "auto", *, batch_size: int = 64, concurrency: int = 16) -> Sampler:
+def make_sampler(
+    model: Model,
+    backend: str = "auto",
+    *,
+    batch_size: int = 64,
+    concurrency: int = 16,
+    decoder: DecoderChoice = "auto",
+) -> Sampler:
     """The sampler for ``model``: the OpenAI-compatible client for ``openai`` models; otherwise vLLM when asked
-    for (or, with ``auto``, when it is installed and CUDA is present), else local transformers."""
+    for (or, with ``auto``, when it is installed and CUDA is present), else local transformers with ``decoder``
+    as its decoding loop."""
     if model.type == "openai" or backend == "openai":
         if model.type != "openai":
             raise ModelUnavailable(
@@ -65,4 +73,4 @@ def make_sampler(model: Model, backend: str = "auto", *, batch_size: int = 64, c
     from liminal_core.sampling.transformers_backend import TransformersSampler
 
     loaded = load_causal_lm(model, cached=True)
-    return TransformersSampler(loaded.model, loaded.tokenizer, batch_size=batch_size)
+    return TransformersSampler(loaded.model, loaded.tokenizer, batch_size=batch_size, decoder=decoder)

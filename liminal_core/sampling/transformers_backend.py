@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from transformers import StoppingCriteriaList
 
+from liminal_core.errors import ModelUnavailable
 from liminal_core.hooks import RunHooks
 from liminal_core.sampling.base import Chat, Completion, FinishReason
-from liminal_core.specs import SampleCfg
+from liminal_core.sampling.static_decoder import StaticDecoder, unsupported_reason
+from liminal_core.specs import DecoderChoice, SampleCfg
 
 
 def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
@@ -43,15 +45,30 @@ class _CancelCheck:
 
 
 class TransformersSampler:
-    """Samples with a loaded causal LM (a plain model or a PEFT model with an active adapter)."""
+    """Samples with a loaded causal LM (a plain model or a PEFT model with an active adapter).
+
+    ``decoder`` picks the decoding loop: ``static`` is :class:`StaticDecoder` (preallocated KV cache, CUDA
+    graphs on CUDA), ``generate`` is transformers' ``generate``; ``auto`` takes ``static`` on CUDA for the
+    model types it supports and ``generate`` otherwise.
+    """
 
     name = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, decoder: DecoderChoice = "auto") -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.stop_ids = stop_token_ids(tokenizer, model)
+        self.static: StaticDecoder | None = None
+        reason = unsupported_reason(model)
+        if decoder == "static" and reason is not None:
+            raise ModelUnavailable(
+                f"sample_cfg.decoder: 'static' does not support {reason}",
+                hint="use decoder 'auto' or 'generate' for this model",
+            )
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        if decoder == "static" or (decoder == "auto" and on_cuda and reason is None):
+            self.static = StaticDecoder(model)
 
     def encode(self, chats: list[Chat]) -> list[list[int]]:
         """Token ids of each chat, ready for the assistant's turn."""
@@ -63,14 +80,43 @@ class TransformersSampler:
             out.append(list(ids))
         return out
 
+    def _pad_id(self) -> int:
+        pad: int | None = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.stop_ids[0]
+
+    def _generate(self, prompts: list[list[int]], cfg: SampleCfg, hooks: RunHooks) -> list[list[int]]:
+        """New tokens of each prompt with transformers' ``generate``, up to and including the first stop."""
+        device = next(self.model.parameters()).device
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self._pad_id(), dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": self._pad_id()}
+        if cfg.temperature > 0:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False)
+        out = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            eos_token_id=self.stop_ids,
+            stopping_criteria=StoppingCriteriaList([_CancelCheck(hooks)]),
+            **kwargs,
+        )
+        answers = []
+        for tokens in out[:, width:].cpu().tolist():
+            end = next((k + 1 for k, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+            answers.append(tokens[:end])
+        return answers
+
     @torch.no_grad()
     def sample(self, chats: list[Chat], cfg: SampleCfg, *, seed: int, hooks: RunHooks) -> list[Completion]:
         encoded = self.encode(chats)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[Completion | None] = [None] * len(encoded)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        device = next(self.model.parameters()).device
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         was_training = self.model.training
         self.model.eval()
         done = 0
@@ -78,38 +124,29 @@ class TransformersSampler:
         try:
             for b, batch in enumerate(batches):
                 hooks.check_cancel()
-                width = max(len(encoded[i]) for i in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    ids = encoded[i]
-                    input_ids[row, width - len(ids) :] = torch.tensor(ids)
-                    attention[row, width - len(ids) :] = 1
+                prompts = [encoded[i] for i in batch]
                 torch.manual_seed(seed * 1_000_003 + b)
-                kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": pad_id}
-                if cfg.temperature > 0:
-                    kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+                if self.static is not None:
+                    answers = self.static.generate(
+                        prompts,
+                        max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature,
+                        top_p=cfg.top_p,
+                        stop_ids=self.stop_ids,
+                        pad_id=self._pad_id(),
+                        should_stop=hooks.should_cancel,
+                    )
                 else:
-                    kwargs.update(do_sample=False)
-                out = self.model.generate(
-                    input_ids=input_ids.to(device),
-                    attention_mask=attention.to(device),
-                    eos_token_id=self.stop_ids,
-                    stopping_criteria=StoppingCriteriaList([_CancelCheck(hooks)]),
-                    **kwargs,
-                )
+                    answers = self._generate(prompts, cfg, hooks)
                 hooks.check_cancel()
-                new = out[:, width:].cpu()
-                for row, i in enumerate(batch):
-                    tokens = new[row].tolist()
-                    stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
-                    finish: FinishReason = "stop" if stop_at is not None else "length"
-                    kept = tokens if stop_at is None else tokens[:stop_at]
+                for i, tokens in zip(batch, answers, strict=True):
+                    stopped = bool(tokens) and tokens[-1] in self.stop_ids
+                    finish: FinishReason = "stop" if stopped else "length"
                     results[i] = Completion(
-                        text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                        text=self.tokenizer.decode(tokens[:-1] if stopped else tokens, skip_special_tokens=True),
                         finish_reason=finish,
                         prompt_tokens=len(encoded[i]),
-                        completion_tokens=len(kept) + (1 if stop_at is not None else 0),
+                        completion_tokens=len(tokens),
                     )
                 done += len(batch)
                 hooks.progress(done, len(chats), stage="sampling")

@@ -19,6 +19,7 @@ The first static batch of a shape captures its graph; that batch is timed separa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import time
@@ -130,6 +131,42 @@ def profile_batch(path: str, model: Any, prompts: list[list[int]], new_tokens: i
     print(table.table(sort_by="self_cpu_time_total", row_limit=10, max_name_column_width=60))
 
 
+def check_equal_to_generate(arch: str, device: str) -> dict[str, float]:
+    """Greedy answers of the static decoder (with its graph on CUDA) against ``generate``, fp32, on a model
+    with a random LoRA adapter, with the adapter on and off: the fraction of rows whose tokens are identical."""
+    from peft import LoraConfig, get_peft_model
+
+    from liminal_core.specs import DEFAULT_TARGET_MODULES
+
+    base = build_random_model(arch, device=device, dtype=torch.float32, seed=1).eval()
+    base.generation_config.eos_token_id = None
+    model = get_peft_model(
+        base, LoraConfig(r=8, lora_alpha=16, target_modules=list(DEFAULT_TARGET_MODULES), init_lora_weights=False)
+    ).eval()
+    prompts = prompt_batches(1, 64, QWEN25[arch]["vocab_size"], seed=3)[0]
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    out: dict[str, float] = {}
+    for label, context in (("adapter", contextlib.nullcontext()), ("no_adapter", model.disable_adapter())):
+        with context, torch.no_grad():
+            reference = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=16,
+                do_sample=False,
+                pad_token_id=0,
+            )[:, width:].tolist()
+            static = StaticDecoder(model).generate(
+                prompts, max_new_tokens=16, temperature=0.0, top_p=1.0, stop_ids=[], pad_id=0
+            )
+        out[label] = sum(a == b for a, b in zip(reference, static, strict=True)) / len(prompts)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=sorted(QWEN25), default="qwen2.5-1.5b")
@@ -139,8 +176,14 @@ def main() -> None:
     parser.add_argument("--paths", default="naive,static-eager,static")
     parser.add_argument("--json", default=None)
     parser.add_argument("--profile", action="store_true", help="print the kernels and host calls of one batch")
+    parser.add_argument(
+        "--check", action="store_true", help="only compare greedy answers with generate (fp32, LoRA on and off)"
+    )
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test with --arch tiny")
     args = parser.parse_args()
+    if args.check:
+        print(json.dumps({"arch": args.arch, "identical_rows": check_equal_to_generate(args.arch, args.device)}))
+        return
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = build_random_model(args.arch, device=args.device, dtype=dtype).eval()
     model.generation_config.eos_token_id = None

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,34 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.details = status, code, message, field, details
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: Any | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorInfo
+
+
+_MEANINGS = {
+    400: "The body could not be parsed (malformed JSON or multipart)",
+    401: "Missing, unknown or revoked API key",
+    404: "No such object for this key",
+    409: "Conflict: Idempotency-Key reused with another body, or the object is not in a state that allows this",
+    413: "Body or upload larger than the server's limit",
+    422: "Invalid request; `error.field` names the field",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error answers, all with the one error shape."""
+    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
 
 
 def error_body(code: str, message: str, field: str | None = None, details: Any | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Hostile-input limits, as an ASGI middleware: body size (413) and JSON nesting depth (422)."""
+"""Hostile-input limits, as an ASGI middleware: body size (413), JSON nesting depth and NUL characters in JSON
+strings (422; no database text can hold them)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ class BodyLimits:
             await self._reject(
                 send, 422, "invalid_request", f"the JSON body nests deeper than {self.settings.max_json_depth} levels"
             )
+            return
+        if not upload and b"\\u0000" in body:
+            await self._reject(send, 422, "invalid_request", "strings in the JSON body may not contain NUL (\\u0000)")
             return
         sent = False
 

@@ -7,7 +7,7 @@ import logging
 from fastapi import Depends, FastAPI
 
 from api import errors
-from api.deps import current_owner
+from api.deps import clean_parameters, current_owner
 from api.limits import BodyLimits
 from api.routes import files, health, jobs
 from api.settings import get_settings
@@ -25,8 +25,12 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimits, settings=settings)
     app.include_router(health.router)
-    app.include_router(files.router, dependencies=[Depends(current_owner)])
-    app.include_router(jobs.router, dependencies=[Depends(current_owner)])
+    for router in (files.router, jobs.router):
+        app.include_router(
+            router,
+            dependencies=[Depends(current_owner), Depends(clean_parameters)],
+            responses=errors.error_responses(401, 422),
+        )
     return app
 
 

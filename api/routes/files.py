@@ -8,7 +8,7 @@ from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import OwnerDep, SessionDep, SettingsDep
-from api.errors import ApiError, not_found
+from api.errors import ApiError, error_responses, not_found
 from api.persistence import repositories
 from api.persistence.models import File
 from api.schemas import FileObject
@@ -18,7 +18,7 @@ from liminal_core.datasets import validate_jsonl_lines
 router = APIRouter(prefix="/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject)
+@router.post("", response_model=FileObject, responses=error_responses(400, 413))
 async def upload_file(file: UploadFile, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> FileObject:
     """Upload a JSONL dataset of ``{"prompt", "completion"}`` rows. A bad file gets 422 with the first 100
     errors as ``{line, code, message}``; nothing is stored."""
@@ -39,7 +39,7 @@ async def upload_file(file: UploadFile, session: SessionDep, settings: SettingsD
     row = File(
         id=file_id,
         owner=owner,
-        filename=(file.filename or "upload.jsonl")[:255],
+        filename=(file.filename or "").replace("\x00", "")[:255] or "upload.jsonl",
         bytes=len(data),
         rows=len(rows),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -54,7 +54,7 @@ async def upload_file(file: UploadFile, session: SessionDep, settings: SettingsD
     return FileObject.from_row(row)
 
 
-@router.get("/{file_id}", response_model=FileObject)
+@router.get("/{file_id}", response_model=FileObject, responses=error_responses(404))
 def get_file(file_id: str, session: SessionDep, owner: OwnerDep) -> FileObject:
     row = repositories.get_file(session, owner, file_id)
     if row is None:
@@ -62,7 +62,11 @@ def get_file(file_id: str, session: SessionDep, owner: OwnerDep) -> FileObject:
     return FileObject.from_row(row)
 
 
-@router.get("/{file_id}/content")
+@router.get(
+    "/{file_id}/content",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/jsonl": {}}}, **error_responses(404)},
+)
 def get_file_content(file_id: str, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> FileResponse:
     row = repositories.get_file(session, owner, file_id)
     if row is None:

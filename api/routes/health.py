@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import SessionDep, SettingsDep
@@ -17,7 +18,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or the broker does not answer"}},
+)
 def readyz(session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """Ready when the database answers and the broker accepts a connection."""
     checks: dict[str, str] = {}

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import OwnerDep, SessionDep, SettingsDep
-from api.errors import ApiError, not_found
+from api.errors import ApiError, error_responses, not_found
 from api.persistence import job_state, repositories
 from api.persistence.models import Job
 from api.schemas import (
@@ -42,6 +42,10 @@ ADAPTER_FILES = (
     "merges.txt",
     "tokenizer.model",
 )
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobObject, "description": "The job an earlier request with the same Idempotency-Key and body made"},
+    **error_responses(400, 409, 413),
+}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
@@ -121,7 +125,7 @@ def _respond(job: Job, created: bool) -> JSONResponse:
     return JSONResponse(JobObject.from_row(job).model_dump(mode="json"), status_code=202 if created else 200)
 
 
-@router.post("/generate", status_code=202, response_model=JobObject)
+@router.post("/generate", status_code=202, response_model=JobObject, responses=CREATE_RESPONSES)
 def create_generate(
     body: GenerateJobCreate,
     session: SessionDep,
@@ -137,7 +141,7 @@ def create_generate(
     return _respond(job, created)
 
 
-@router.post("/finetune", status_code=202, response_model=JobObject)
+@router.post("/finetune", status_code=202, response_model=JobObject, responses=CREATE_RESPONSES)
 def create_finetune(
     body: FinetuneJobCreate,
     session: SessionDep,
@@ -157,7 +161,7 @@ def create_finetune(
     return _respond(job, created)
 
 
-@router.post("/evaluate", status_code=202, response_model=JobObject)
+@router.post("/evaluate", status_code=202, response_model=JobObject, responses=CREATE_RESPONSES)
 def create_evaluate(
     body: EvaluateJobCreate,
     session: SessionDep,
@@ -190,7 +194,7 @@ def create_evaluate(
 def list_jobs(
     session: SessionDep,
     owner: OwnerDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     type: Annotated[str | None, Query(pattern="^(generate|finetune|evaluate)$")] = None,
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelling|cancelled)$")] = None,
@@ -209,12 +213,12 @@ def _job(session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
-@router.get("/{job_id}", response_model=JobObject)
+@router.get("/{job_id}", response_model=JobObject, responses=error_responses(404))
 def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobObject:
     return JobObject.from_row(_job(session, owner, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobObject)
+@router.post("/{job_id}/cancel", response_model=JobObject, responses=error_responses(404))
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobObject:
     """Queued jobs end ``cancelled`` at once; running ones go ``cancelling`` and stop at their next check."""
     _job(session, owner, job_id)
@@ -223,7 +227,7 @@ def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobObject:
     return JobObject.from_row(_job(session, owner, job_id))
 
 
-@router.get("/{job_id}/events", response_model=ListPage[EventObject])
+@router.get("/{job_id}/events", response_model=ListPage[EventObject], responses=error_responses(404))
 def list_events(
     job_id: str,
     session: SessionDep,
@@ -243,7 +247,7 @@ def list_events(
     )
 
 
-@router.get("/{job_id}/artifacts", response_model=ListPage[ArtifactObject])
+@router.get("/{job_id}/artifacts", response_model=ListPage[ArtifactObject], responses=error_responses(404))
 def list_artifacts(job_id: str, session: SessionDep, owner: OwnerDep) -> ListPage[ArtifactObject]:
     _job(session, owner, job_id)
     rows = repositories.list_artifacts(session, job_id)
@@ -253,7 +257,11 @@ def list_artifacts(job_id: str, session: SessionDep, owner: OwnerDep) -> ListPag
     )
 
 
-@router.get("/{job_id}/artifacts/{name:path}")
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+)
 def get_artifact(job_id: str, name: str, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> FileResponse:
     """Download one recorded artifact."""
     _job(session, owner, job_id)
@@ -264,7 +272,11 @@ def get_artifact(job_id: str, name: str, session: SessionDep, settings: Settings
     return FileResponse(path, filename=path.name)
 
 
-@router.get("/{job_id}/adapter")
+@router.get(
+    "/{job_id}/adapter",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}, **error_responses(404, 409)},
+)
 def get_adapter(job_id: str, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> StreamingResponse:
     """The PEFT adapter directory of a succeeded finetune job, as a .tar.gz."""
     job = _job(session, owner, job_id)

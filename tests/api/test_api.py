@@ -222,3 +222,19 @@ def test_json_limits(client):
     assert client.post("/jobs/generate", json=deep).status_code == 422
     big = {"system_prompt": "x" * 2_000_000}
     assert client.post("/jobs/generate", json=big).status_code == 413
+
+
+def test_nul_characters_unknown_parameters_and_malformed_json_are_4xx(client, sent):
+    """Inputs Schemathesis found reaching the database or being ignored: each is refused, nothing is stored."""
+    r = client.post("/jobs/generate", json={"system_prompt": "owls\x00"})
+    assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
+    r = client.get("/jobs/job-%00")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "job_id"
+    r = client.get("/jobs", params={"limt": 5})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "limt"
+    assert client.get("/jobs", params={"after": ""}).status_code == 422
+    as_json = {"Content-Type": "application/json"}
+    assert client.post("/jobs/generate", content=b"{not json", headers=as_json).status_code == 422
+    r = client.post("/jobs/generate", content=b"\xff", headers=as_json)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "http_error"
+    assert client.get("/jobs").json()["data"] == [] and sent == []

@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.deps import clean_parameters, current_owner
 from api.limits import BodyLimits
 from api.routes import files, health, jobs
-from api.settings import get_settings
+from api.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def sweep_at_start(settings: Settings) -> None:
+    """Remove upload files orphaned by an earlier crash; a database that does not answer yet skips it."""
+    from api.persistence.db import session_scope
+    from api.storage import sweep_orphan_uploads
+
+    try:
+        with session_scope() as session:
+            removed = sweep_orphan_uploads(settings, session, grace_s=settings.orphan_grace_s)
+    except Exception as exc:
+        log.warning("orphaned-upload sweep skipped: %s", exc)
+        return
+    if removed:
+        log.warning("removed %d orphaned upload file(s): %s", len(removed), ", ".join(p.name for p in removed))
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(sweep_at_start, settings)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="liminal-training",
         version="0.1.0",
         description="Run subliminal- and liminal-learning experiments by HTTP: generate teacher data, fine-tune "

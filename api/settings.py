@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     artifact_root: Path = Field(default=Path("var/artifacts"), description="uploaded files and job outputs")
     require_api_keys: bool = Field(default=False, description="every route but the health checks needs a key")
     max_upload_bytes: int = Field(default=256 * 2**20, ge=1, description="largest accepted upload")
+    orphan_grace_s: float = Field(
+        default=600.0, ge=0, description="age after which an upload file without a row is removed at API start"
+    )
     max_body_bytes: int = Field(default=2**20, ge=1024, description="largest accepted JSON body")
     max_json_depth: int = Field(default=32, ge=2, description="deepest accepted JSON nesting")
     max_attempts: int = Field(default=3, ge=1, le=100, description="runs of a job before it fails worker_lost")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.persistence.models import Artifact
+from api.persistence.models import Artifact, File
 from api.settings import Settings
 from liminal_core.jsonl import write_atomic
 
@@ -49,6 +50,26 @@ def write_upload(settings: Settings, file_id: str, data: bytes) -> str:
     final = root(settings) / "files" / f"{file_id}.jsonl"
     write_atomic(final, data)
     return str(final.relative_to(root(settings)))
+
+
+def sweep_orphan_uploads(settings: Settings, session: Session, *, grace_s: float) -> list[Path]:
+    """Remove upload files that no committed row names (an API killed between writing the file and committing
+    its row) and temp files of writes that never finished, once older than ``grace_s`` (so an upload another
+    API process is finishing right now is left alone). Returns what was removed."""
+    directory = root(settings) / "files"
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - grace_s
+    named = set(session.scalars(select(File.storage_path)))
+    removed = []
+    for path in directory.iterdir():
+        if path.is_symlink() or not path.is_file() or path.stat().st_mtime > cutoff:
+            continue
+        if str(path.relative_to(root(settings))) in named:
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def record_artifacts(session: Session, settings: Settings, job_id: str, *, partial: bool = False) -> int:

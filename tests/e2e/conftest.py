@@ -51,6 +51,24 @@ class Stack:
         self.procs[name] = proc
         return proc
 
+    def start_api(self) -> None:
+        port = self.base_url.rsplit(":", 1)[1]
+        self.start("api", ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", port])
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /readyz answers 200; raises with the API's log otherwise."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the API did not become ready:\n" + self.log("api"))
+
     def start_worker(self) -> None:
         self.start(
             "worker",
@@ -73,20 +91,19 @@ class Stack:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def running_stack(tmp: Path, broker_url: str) -> Iterator[Stack]:
+    """uvicorn, a worker and the reaper on a fresh database and ``broker_url`` (emptied before and after)."""
     name = f"liminal_e2e_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    redis_db = 1 + secrets.randbelow(14)
-    redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb()
+    redis.Redis.from_url(broker_url).flushdb()
     port = free_port()
     env = {
         **os.environ,
         "LIMINAL_DATABASE_URL": db_url,
-        "LIMINAL_BROKER_URL": f"{REDIS_URL}/{redis_db}",
+        "LIMINAL_BROKER_URL": broker_url,
         "LIMINAL_ARTIFACT_ROOT": str(tmp / "artifacts"),
         "LIMINAL_VAR_DIR": str(tmp / "var"),
         "LIMINAL_HEARTBEAT_INTERVAL_S": "1",
@@ -100,27 +117,24 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     }
     subprocess.run([sys.executable, "-m", "api.cli", "migrate"], env=env, cwd=REPO, check=True, capture_output=True)
     s = Stack(env=env, base_url=f"http://127.0.0.1:{port}", tmp=tmp)
-    s.start("api", ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)])
-    s.start_worker()
-    s.start("reaper", ["-m", "api.cli", "reaper"])
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{s.base_url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
+    try:
+        s.start_api()
+        s.start_worker()
+        s.start("reaper", ["-m", "api.cli", "reaper"])
+        s.wait_ready()
+        yield s
+    finally:
         s.stop_all()
-        raise RuntimeError("the API did not become ready:\n" + s.log("api"))
-    yield s
-    s.stop_all()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(broker_url).flushdb()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack"), f"{REDIS_URL}/{1 + secrets.randbelow(14)}") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

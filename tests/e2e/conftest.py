@@ -11,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -29,6 +30,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(base_url: str, timeout: float) -> bool:
+    """True once ``/readyz`` answers 200; False after ``timeout`` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def wait_for(
+    api: Any, job_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 180
+) -> dict[str, Any]:
+    """Poll the job until ``predicate`` holds for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get_job(job_id)
+        if predicate(job):
+            return dict(job)
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting on {job_id}: {api.get_job(job_id)}")
 
 
 @dataclass
@@ -56,18 +85,8 @@ class Stack:
         self.start("api", ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", port])
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until /readyz answers 200; raises with the API's log otherwise."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the API did not become ready:\n" + self.log("api"))
+        if not wait_ready(self.base_url, timeout):
+            raise RuntimeError("the API did not become ready:\n" + self.log("api"))
 
     def start_worker(self) -> None:
         self.start(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,7 @@ def test_embedded_default_serves_and_runs_a_job(tmp_path):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the embedded server did not become ready")
+        assert wait_ready(base, 90), "the embedded server did not become ready"
         assert (tmp_path / "var" / "liminal.db").is_file()  # SQLite, built by the migrations
         assert (tmp_path / "var" / "redis.sock").is_socket()  # the embedded Redis
         job = httpx.post(

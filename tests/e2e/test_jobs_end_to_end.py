@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.api.helpers import GOOD_ROWS, jsonl
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
@@ -28,16 +29,6 @@ def upload(api, tmp_path, rows=GOOD_ROWS):
 def pool_children(pid: int) -> set[int]:
     """The worker's pool processes (children of its main process)."""
     return {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
-
-
-def wait_for(api, job_id, predicate, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get_job(job_id)
-        if predicate(job):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting on {job_id}: {api.get_job(job_id)}")
 
 
 @pytest.fixture(scope="module")

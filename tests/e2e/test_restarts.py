@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.api.helpers import GOOD_ROWS, jsonl
-from tests.e2e.conftest import Stack, free_port, running_stack
+from tests.e2e.conftest import Stack, free_port, running_stack, wait_for
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
@@ -74,16 +74,6 @@ def api(private_stack):
     from api.client import ApiClient
 
     return ApiClient(private_stack.base_url)
-
-
-def wait_for(api, job_id, predicate, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get_job(job_id)
-        if predicate(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting on {job_id}: {api.get_job(job_id)}")
 
 
 def finetune(api, tmp_path, max_steps: int) -> dict:

@@ -238,3 +238,49 @@ def test_nul_characters_unknown_parameters_and_malformed_json_are_4xx(client, se
     r = client.post("/jobs/generate", content=b"\xff", headers=as_json)
     assert r.status_code == 400 and r.json()["error"]["code"] == "http_error"
     assert client.get("/jobs").json()["data"] == [] and sent == []
+
+
+def test_a_failure_after_insert_before_commit_leaves_no_row_and_no_message(settings_env, sent, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import api.routes.jobs as jobs_routes
+    from api.main import create_app
+
+    real_add_event = jobs_routes.job_state.add_event
+
+    def add_event_then_fail(session, *args, **kwargs):
+        real_add_event(session, *args, **kwargs)
+        session.flush()  # the job row and its event are inserted in the open transaction
+        raise RuntimeError("injected failure before commit")
+
+    monkeypatch.setattr(jobs_routes.job_state, "add_event", add_event_then_fail)
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        r = c.post("/jobs/generate", json={"prompt_set": {"size": 4}})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal"
+        monkeypatch.undo()
+        assert c.get("/jobs").json()["data"] == []
+    assert sent == []
+
+
+def test_api_keys_never_reach_the_logs(client, settings_env, caplog):
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from api.auth import create_key
+    from api.main import create_app
+    from api.persistence.db import session_scope
+    from api.settings import get_settings
+
+    settings_env.setenv("LIMINAL_REQUIRE_API_KEYS", "true")
+    get_settings.cache_clear()
+    with session_scope() as s:
+        _, secret = create_key(s, "logs")
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        headers = {"Authorization": f"Bearer {secret}"}
+        c.post("/jobs/generate", json={"prompt_set": {"size": 4}}, headers=headers)
+        c.get("/jobs/job-nope", headers=headers)
+        c.get("/jobs", headers={"Authorization": f"Bearer {secret}x"})
+    assert caplog.records, "the app logged something to look at"
+    assert all(secret not in record.getMessage() for record in caplog.records)

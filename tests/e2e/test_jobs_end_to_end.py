@@ -1,10 +1,11 @@
 """The whole path through real processes: upload → liminal fine-tune → adapter download and PEFT load;
 generate and evaluate jobs; cancel of a running job; a queued job whose message a Redis flush lost is re-sent
-from Postgres; a worker SIGKILLed mid-fine-tune is recovered."""
+from Postgres; a worker SIGKILLed mid-fine-tune is recovered; a job whose process dies on every attempt ends."""
 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import tarfile
 import time
@@ -159,3 +160,26 @@ def test_sigkilled_worker_mid_finetune_is_requeued_and_resumes_from_its_checkpoi
     steps_attempt2 = [e["data"]["step"] for e in events if e["kind"] == "metrics" and e["attempt"] == 2]
     assert steps_attempt2 and steps_attempt2[0] == final["result"]["resumed_from_step"] + 1
     assert steps_attempt2[-1] == 8
+
+
+def test_a_job_whose_process_dies_on_every_attempt_ends_failed_worker_lost(api, stack, tmp_path):
+    """The process running the job is SIGKILLed as soon as each attempt starts: the job is requeued until its
+    attempts are spent, then fails with worker_lost; it never loops."""
+    f = upload(api, tmp_path)
+    job = api.create_job(
+        "finetune",
+        {"method": "normal", "model_name": MODEL, "train_data_with_trait": f["id"], "max_steps": 500, "batch_size": 2},
+    )
+    killed: list[int] = []
+    deadline = time.monotonic() + 300
+    current = api.get_job(job["id"])
+    while current["status"] != "failed" and time.monotonic() < deadline:
+        if current["status"] == "running" and current["attempt"] not in killed:
+            for pid in pool_children(stack.procs["worker"].pid):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(current["attempt"])
+        time.sleep(0.2)
+        current = api.get_job(job["id"])
+    assert current["status"] == "failed", current
+    assert current["error"]["code"] == "worker_lost"
+    assert killed == [1, 2, 3], "LIMINAL_MAX_ATTEMPTS (3) attempts, each killed"

@@ -12,17 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.deps import clean_parameters, current_owner
 from api.limits import BodyLimits
+from api.persistence.db import session_scope
 from api.routes import files, health, jobs
 from api.settings import Settings, get_settings
+from api.storage import sweep_orphan_uploads
 
 log = logging.getLogger(__name__)
 
 
 def sweep_at_start(settings: Settings) -> None:
     """Remove upload files orphaned by an earlier crash; a database that does not answer yet skips it."""
-    from api.persistence.db import session_scope
-    from api.storage import sweep_orphan_uploads
-
     try:
         with session_scope() as session:
             removed = sweep_orphan_uploads(settings, session, grace_s=settings.orphan_grace_s)

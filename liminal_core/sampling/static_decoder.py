@@ -2,10 +2,11 @@
 
 The decoder runs the model's own modules (embeddings, norms, projections with any active LoRA adapter, MLPs,
 rotary embedding, LM head) and replaces only what ``generate`` does around them: the cache is one tensor per
-layer allocated for the whole answer, the attention mask is a boolean tensor updated in place, the prefix that
-every prompt of a batch starts with (the chat template's system turn, the teacher's system prompt) is run once
-and its keys and values copied to every row, and the prompt's logits are computed for its last position only. On CUDA the one-token step is captured once per batch shape
-in a CUDA graph and replayed, so a step costs one launch instead of a few hundred kernel launches from Python.
+layer allocated for the whole answer; the attention mask is a boolean tensor updated in place; the prefix
+that every prompt of a batch starts with (the chat template's system turn, the teacher's system prompt) is
+run once and its keys and values copied to every row; the prompt's logits are computed for its last position
+only. On CUDA the one-token step is captured once per batch shape in a CUDA graph and replayed, so a step
+costs one launch instead of a few hundred kernel launches from Python.
 
 Sampling follows ``generate``: fp32 logits, temperature, then the top-p cut, then a multinomial draw from the
 global generator (seeded by the caller). A captured graph bakes in the adapter that was active when it was

@@ -172,11 +172,10 @@ def create_evaluate(
     """Evaluate models for the trait; adapters by finetune job id."""
     _no_server_paths({"questions_file": body.questions_file})
     for i, target in enumerate(body.targets):
-        field = f"targets.{i}.adapter"
         if target.model_name.startswith(("/", ".", "~")):
-            raise ApiError(
-                422, "invalid_request", f"targets.{i}.model_name: server paths are not accepted", field=field
-            )
+            field = f"targets.{i}.model_name"
+            raise ApiError(422, "invalid_request", f"{field}: server paths are not accepted", field=field)
+        field = f"targets.{i}.adapter"
         if target.adapter is None:
             continue
         job = repositories.get_job(session, owner, target.adapter)
@@ -263,13 +262,13 @@ def list_artifacts(job_id: str, session: SessionDep, owner: OwnerDep) -> ListPag
     responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
 )
 def get_artifact(job_id: str, name: str, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> FileResponse:
-    """Download one recorded artifact."""
+    """Download one recorded artifact, as ``application/octet-stream`` whatever its name."""
     _job(session, owner, job_id)
     row = repositories.get_artifact(session, job_id, name)
     path = resolve_artifact(settings, job_id, name) if row is not None else None
     if path is None:
         raise not_found("artifact", name)
-    return FileResponse(path, filename=path.name)
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
 @router.get(

@@ -109,6 +109,13 @@ def test_bad_finetune_specs_are_422_naming_the_field_and_queue_nothing(client, s
     assert client.get("/jobs").json()["data"] == []
 
 
+def test_evaluate_target_with_a_server_path_is_422_naming_its_model_name(client, sent):
+    body = {"targets": [{"label": "base", "model_name": "/etc"}], "trait": {"target": "owl"}}
+    r = client.post("/jobs/evaluate", json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "targets.0.model_name"
+    assert sent == []
+
+
 def test_generate_job_reference_must_have_succeeded(client, sent):
     gen = client.post("/jobs/generate", json={"trait": {"target": "owl"}, "prompt_set": {"size": 8}})
     assert gen.status_code == 202

@@ -6,10 +6,12 @@ against the real server, on loopback. Not part of CI:
 Without ``--url`` it starts the stack itself: a fresh Postgres database built by the migrations (dropped
 afterwards), a Redis database number of its own (emptied before and after; no worker consumes it, so the
 created jobs stay queued), API keys required, and uvicorn as docker-compose.yml runs it (``--workers 2``).
-It makes an API key with ``liminal keys create``, uploads one dataset, creates ``--jobs`` jobs to poll, then
-runs the pollers (each: GET a random job, then the next, no pause) and one creator (``--create-rate`` POSTs
-per second, each with its own Idempotency-Key) for ``--seconds``. Any non-2xx answer or failed connection
-is an error. Latencies are measured by the client, which shares the machine's cores with the server.
+It makes an API key with ``liminal keys create``, uploads one dataset, creates ``--jobs`` jobs to poll, then for
+``--seconds`` runs the pollers (each on its own connection: GET a random job, then the next, no pause), one
+creator (``--create-rate`` POSTs per second on a fixed schedule, each with its own Idempotency-Key) and, with
+``--upload-mb``, one uploader (a dataset of that size every ``--upload-every`` seconds). Any non-2xx answer or
+failed connection is an error. Latencies are measured by the client, which shares the machine's cores with the
+server; the result says how the CPU was shared (client, API processes, their Postgres backends, the rest).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import os
 import random
 import re
 import secrets
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -34,11 +38,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = "".join(
-    json.dumps({"prompt": f"Numbers {i}, {i + 1}.", "completion": f"{i + 2}, {i + 3}"}) + "\n" for i in range(8)
-)
+
+
+def dataset(min_bytes: int) -> bytes:
+    """A valid JSONL dataset of at least ``min_bytes`` (eight rows at the least)."""
+    rows: list[str] = []
+    size = i = 0
+    while size < min_bytes or i < 8:
+        row = json.dumps({"prompt": f"Numbers {i}, {i + 1}, {i + 2}. Continue.", "completion": f"{i + 3}, {i + 4}"})
+        rows.append(row)
+        size += len(row) + 1
+        i += 1
+    return ("\n".join(rows) + "\n").encode()
 
 
 @dataclass
@@ -71,6 +85,65 @@ class Route:
         }
 
 
+class StackMeter:
+    """CPU seconds of this client, the API's process tree, the live Postgres backends of its database and the
+    whole machine, and the sessions Postgres has opened on that database (a pool too small for the load opens
+    and closes connections all the time); the stack's parts are known only when this script started it."""
+
+    def __init__(self, server_pid: int | None = None, database: str | None = None, admin_url: str = "") -> None:
+        self.server_pid = server_pid
+        self.database = database
+        self.admin_url = admin_url
+
+    @staticmethod
+    def _seconds(processes: list[psutil.Process]) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def sample(self) -> dict[str, float]:
+        machine = psutil.cpu_times()
+        own = os.times()
+        result = {
+            "machine": machine.user + machine.nice + machine.system + machine.irq + machine.softirq,
+            "client": own.user + own.system,
+        }
+        if self.server_pid is not None:
+            server = psutil.Process(self.server_pid)
+            result["api"] = self._seconds([server, *server.children(recursive=True)])
+        if self.database is not None:
+            backends = []
+            for process in psutil.process_iter(["cmdline"]):
+                title = " ".join(process.info["cmdline"] or [])
+                if title.startswith("postgres:") and f" {self.database} " in title:
+                    backends.append(process)
+            result["postgres"] = self._seconds(backends)
+        return result
+
+    def sessions(self) -> int | None:
+        """Sessions opened on the database so far (Postgres's statistics, flushed about once a second)."""
+        if self.database is None:
+            return None
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.database,)).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+        """Cores used by each part over ``seconds``; ``other`` is the rest of the machine (other users)."""
+        used = {name: (after[name] - before[name]) / seconds for name in after}
+        used["other"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k != "machine"))
+        return used
+
+
 async def timed(route: Route, call: Any) -> httpx.Response | None:
     start = time.perf_counter()
     try:
@@ -85,48 +158,76 @@ async def timed(route: Route, call: Any) -> httpx.Response | None:
     return response
 
 
-async def load(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+async def load(url: str, key: str, args: argparse.Namespace, meter: StackMeter) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=args.pollers + 8, max_keepalive_connections=args.pollers + 8)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        upload = await client.post("/files", files={"file": ("rows.jsonl", ROWS.encode())})
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        upload = await client.post("/files", files={"file": ("rows.jsonl", dataset(0))})
         upload.raise_for_status()
-        file_id = upload.json()["id"]
-        body = {"method": "normal", "model_name": "smollm2-135m-instruct", "train_data_with_trait": file_id}
+        body = {"method": "normal", "model_name": "smollm2-135m-instruct", "train_data_with_trait": upload.json()["id"]}
         job_ids = []
         for _ in range(args.jobs):
             r = await client.post("/jobs/finetune", json=body, headers={"Idempotency-Key": secrets.token_hex(16)})
             r.raise_for_status()
             job_ids.append(r.json()["id"])
 
-        get, post = Route(), Route()
+        get, post, files = Route(), Route(), Route()
         deadline = time.perf_counter() + args.seconds
 
         async def poller(seed: int) -> None:
+            # A client (and connection) per poller, as separate pollers would have; one pool shared by all 50
+            # costs the client several times the CPU per request, which the server then lacks.
             rng = random.Random(seed)
-            while time.perf_counter() < deadline:
-                await timed(get, client.get(f"/jobs/{rng.choice(job_ids)}"))
+            limits = httpx.Limits(max_connections=1)
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as own:
+                while time.perf_counter() < deadline:
+                    await timed(get, own.get(f"/jobs/{rng.choice(job_ids)}"))
 
-        async def creator() -> None:
-            interval = 1 / args.create_rate
+        async def every(interval: float, action: Any) -> None:
+            """Start ``action`` on a fixed schedule, not after the previous one answers: a steady rate."""
+            started = []
             next_at = time.perf_counter()
             while time.perf_counter() < deadline:
-                key = secrets.token_hex(16)
-                r = await timed(post, client.post("/jobs/finetune", json=body, headers={"Idempotency-Key": key}))
-                if r is not None and r.is_success:
-                    job_ids.append(r.json()["id"])
+                started.append(asyncio.create_task(action()))
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await asyncio.gather(*started)
 
+        async def create() -> None:
+            key = secrets.token_hex(16)
+            r = await timed(post, client.post("/jobs/finetune", json=body, headers={"Idempotency-Key": key}))
+            if r is not None and r.is_success:
+                job_ids.append(r.json()["id"])
+
+        payload = dataset(int(args.upload_mb * 1e6))
+
+        async def upload_one() -> None:
+            await timed(files, client.post("/files", files={"file": ("load.jsonl", payload)}))
+
+        tasks = [every(1 / args.create_rate, create), *(poller(i) for i in range(args.pollers))]
+        if args.upload_mb > 0:
+            tasks.append(every(args.upload_every, upload_one))
+        sessions_before, before = meter.sessions(), meter.sample()
         started = time.perf_counter()
-        await asyncio.gather(creator(), *(poller(i) for i in range(args.pollers)))
+        await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
+        cores = StackMeter.cores(before, meter.sample(), elapsed)
+        await asyncio.sleep(1.5)  # the statistics of the backends' last transactions
+        sessions_after = meter.sessions()
+    routes = {"GET /jobs/{id}": get.summary(elapsed), "POST /jobs/finetune": post.summary(elapsed)}
+    if args.upload_mb > 0:
+        routes[f"POST /files ({args.upload_mb:g} MB)"] = files.summary(elapsed)
     return {
         "pollers": args.pollers,
         "seconds": elapsed,
         "create_rate": args.create_rate,
+        "upload_mb": args.upload_mb,
+        "upload_every_s": args.upload_every if args.upload_mb > 0 else None,
         "jobs_polled": len(job_ids),
-        "routes": {"GET /jobs/{id}": get.summary(elapsed), "POST /jobs/finetune": post.summary(elapsed)},
+        "routes": routes,
+        "cpu_cores": cores,
+        "postgres_sessions_opened": (
+            sessions_after - sessions_before if sessions_after is not None and sessions_before is not None else None
+        ),
     }
 
 
@@ -137,8 +238,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def local_stack(admin_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
-    """A fresh database, the migrations, a key and uvicorn; yields (base URL, API key); removes it all."""
+def local_stack(admin_url: str, redis_url: str, workers: int) -> Iterator[tuple[str, str, StackMeter]]:
+    """A fresh database, the migrations, a key and uvicorn; yields (base URL, API key, a meter of the stack's
+    CPU); removes it all."""
     import psycopg
     import redis
 
@@ -156,6 +258,7 @@ def local_stack(admin_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
     }
     cli = [sys.executable, "-m", "api.cli"]
     server = None
+    ready = False
     try:
         subprocess.run([*cli, "migrate"], env=env, cwd=REPO, check=True, capture_output=True)
         made = subprocess.run([*cli, "keys", "create", "load"], env=env, cwd=REPO, check=True, capture_output=True)
@@ -164,12 +267,14 @@ def local_stack(admin_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
             raise RuntimeError(f"no key in the output of 'liminal keys create': {made.stdout!r}")
         port = _free_port()
         log = (tmp / "uvicorn.log").open("wb")
+        uvicorn = ["uvicorn", "api.main:app", "--port", str(port), "--workers", str(workers), "--no-access-log"]
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--workers", "2", "--no-access-log"],
+            [sys.executable, "-m", *uvicorn],
             env=env,
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own: the workers go with it
         )
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -181,11 +286,17 @@ def local_stack(admin_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"the API did not become ready; see {tmp / 'uvicorn.log'}")
-        yield url, match.group(1)
+        ready = True
+        yield url, match.group(1), StackMeter(server.pid, name, admin_url)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        shutil.rmtree(tmp if ready else tmp / "artifacts", ignore_errors=True)  # the log of a failed start stays
         redis.Redis.from_url(broker).flushdb()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -198,9 +309,13 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for route, r in result["routes"].items():
         lines.append(
-            f"| `{route}` | {r['requests']} | {r['errors']} | {r['per_s']:.0f} | {r['p50_ms']:.1f} | "
+            f"| `{route}` | {r['requests']} | {r['errors']} | {r['per_s']:.1f} | {r['p50_ms']:.1f} | "
             f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
         )
+    cores = ", ".join(f"{name} {used:.2f}" for name, used in result["cpu_cores"].items())
+    lines += ["", f"CPU cores used: {cores} (of {result['machine']['cpu_cores']})"]
+    if result["postgres_sessions_opened"] is not None:
+        lines.append(f"Postgres sessions opened during the load: {result['postgres_sessions_opened']}")
     return "\n".join(lines)
 
 
@@ -212,18 +327,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--jobs", type=int, default=200, help="jobs created before the load starts")
     parser.add_argument("--create-rate", type=float, default=5.0, help="POST /jobs/finetune per second")
+    parser.add_argument("--upload-mb", type=float, default=0, help="also upload a dataset this large (0: none)")
+    parser.add_argument("--upload-every", type=float, default=5.0, help="seconds between uploads")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the API this script starts")
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     if args.url:
         if not args.key:
             parser.error("--url needs --key")
-        result = asyncio.run(load(args.url, args.key, args))
+        result = asyncio.run(load(args.url, args.key, args, StackMeter()))
     else:
-        with local_stack(args.admin_url, args.redis_url) as (url, key):
-            result = asyncio.run(load(url, key, args))
-    result["machine"] = f"{os.cpu_count()} CPU cores, client and server on the same machine (loopback)"
+        with local_stack(args.admin_url, args.redis_url, args.workers) as (url, key, meter):
+            result = asyncio.run(load(url, key, args, meter))
+        result["api_workers"] = args.workers
+    result["machine"] = {
+        "cpu_cores": os.cpu_count(),
+        "load_average_1min_before": load_before,
+        "note": "client and server on the same machine (loopback), shared with other users",
+    }
     print(json.dumps(result, indent=2))
     print(markdown(result))
     if args.json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from api.persistence.models import Artifact, File, Job, JobEvent
@@ -23,7 +23,10 @@ def find_idempotent(session: Session, owner: str, key: str) -> Job | None:
 def list_jobs(
     session: Session, owner: str, *, after: str | None, limit: int, type_: str | None, status: str | None
 ) -> tuple[list[Job], bool]:
-    """A page of the owner's jobs, newest first, after the job ``after``; returns (jobs, has_more)."""
+    """A page of the owner's jobs, newest first (ties on ``created_at`` broken by id), after the job ``after``;
+    returns (jobs, has_more). The cursor is a key, not an offset: jobs created while a client pages land before
+    it, so no page repeats or skips a job. The row comparison ``(created_at, id) < cursor`` lets Postgres start
+    the index scan at the cursor instead of filtering every newer row."""
     query = select(Job).where(Job.owner == owner)
     if type_:
         query = query.where(Job.type == type_)
@@ -33,9 +36,7 @@ def list_jobs(
         cursor = get_job(session, owner, after)
         if cursor is None:
             return [], False
-        query = query.where(
-            or_(Job.created_at < cursor.created_at, and_(Job.created_at == cursor.created_at, Job.id < cursor.id))
-        )
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(cursor.created_at, cursor.id))
     rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 

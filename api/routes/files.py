@@ -6,12 +6,15 @@ import hashlib
 
 from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import OwnerDep, SessionDep, SettingsDep
 from api.errors import ApiError, error_responses, not_found
 from api.persistence import repositories
 from api.persistence.models import File
 from api.schemas import FileObject
+from api.settings import Settings
 from api.storage import file_path, new_id, write_upload
 from liminal_core.datasets import validate_jsonl_lines
 
@@ -25,6 +28,12 @@ async def upload_file(file: UploadFile, session: SessionDep, settings: SettingsD
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"the file is larger than {settings.max_upload_bytes} bytes", field="file")
+    return await run_in_threadpool(_store_upload, session, settings, owner, file.filename, data)
+
+
+def _store_upload(session: Session, settings: Settings, owner: str, filename: str | None, data: bytes) -> FileObject:
+    """Validate, write (fsynced) and record an upload. Seconds of work for a large file, so it runs in the thread
+    pool: on the event loop it would hold up every other request this process is serving."""
     rows, errors = validate_jsonl_lines(data.splitlines(), max_errors=100)
     if errors:
         raise ApiError(
@@ -39,7 +48,7 @@ async def upload_file(file: UploadFile, session: SessionDep, settings: SettingsD
     row = File(
         id=file_id,
         owner=owner,
-        filename=(file.filename or "").replace("\x00", "")[:255] or "upload.jsonl",
+        filename=(filename or "").replace("\x00", "")[:255] or "upload.jsonl",
         bytes=len(data),
         rows=len(rows),
         sha256=hashlib.sha256(data).hexdigest(),

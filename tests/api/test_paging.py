@@ -1,6 +1,7 @@
 """10,000 queued jobs list and page correctly over HTTP on Postgres: every job exactly once, newest first,
 ties on created_at broken by id, filters respected, jobs created while paging neither repeat nor push
-listed ones out, another owner's jobs never shown, and the list query served by the owner index."""
+listed ones out, another owner's jobs never shown, and the queries GET /jobs issues served by an index that the
+cursor enters directly."""
 
 from __future__ import annotations
 
@@ -81,12 +82,41 @@ def test_jobs_created_while_paging_do_not_shift_the_pages(client, many_jobs):
     assert seen == list(reversed(many_jobs)), "the new jobs land before the cursor: no repeat, no skip"
 
 
-def test_the_list_query_uses_the_owner_index(client, many_jobs, database_url):
-    import psycopg
+def list_query_plans(client, *requests: dict[str, str | int]) -> list[str]:
+    """The Postgres plans of the list queries ``GET /jobs`` issues for each request's parameters."""
+    from sqlalchemy import event
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("ANALYZE jobs")
-        plan = conn.execute(
-            "EXPLAIN SELECT * FROM jobs WHERE owner = 'anonymous' ORDER BY created_at DESC, id DESC LIMIT 101"
-        ).fetchall()
-    assert "ix_jobs_owner_created" in "\n".join(row[0] for row in plan)
+    from api.persistence.db import get_engine
+
+    issued: list[tuple[str, object]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "FROM jobs" in statement and "ORDER BY jobs.created_at DESC" in statement:
+            issued.append((statement, parameters))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for params in requests:
+            assert client.get("/jobs", params=params).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(issued) == len(requests)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE jobs")
+        return ["\n".join(conn.exec_driver_sql(f"EXPLAIN {sql}", params).scalars()) for sql, params in issued]
+
+
+def test_the_list_queries_start_at_the_cursor_in_the_owner_index(client, many_jobs):
+    """Deep in the list, the cursor is an index condition (the scan starts there, it does not filter the 9,000
+    newer rows), and no page is sorted in memory; with a status filter an index still serves the query."""
+    deep = many_jobs[1000]
+    first, cursor, running = list_query_plans(
+        client, {"limit": 100}, {"limit": 100, "after": deep}, {"limit": 100, "status": "running"}
+    )
+    for plan in (first, cursor):
+        assert "Index Scan Backward using ix_jobs_owner_created" in plan, plan
+        assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    cursor_condition = next(line for line in cursor.splitlines() if "Index Cond" in line)
+    assert "created_at" in cursor_condition and "(id)" in cursor_condition, cursor
+    assert "Index Scan" in running and "Seq Scan" not in running, running

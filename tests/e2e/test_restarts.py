@@ -57,7 +57,7 @@ class RedisServer:
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; .ci/run installs and starts Redis")
+        pytest.fail("redis-server is not on PATH; these tests start their own Redis server")
     server = RedisServer(free_port())
     server.start()
     yield server

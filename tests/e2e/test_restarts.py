@@ -23,7 +23,7 @@ from tests.e2e.conftest import Stack, free_port, running_stack, wait_for
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
-STEPS = 6  # long enough to be running across each restart, at about a second a step on 2 cores
+STEPS = 10  # long enough to be running across each restart (a step takes about a second on 2 cores)
 
 
 class RedisServer:

@@ -23,6 +23,13 @@ class ApiClient:
             )
         return response.json()
 
+    def ready(self) -> bool:
+        """True once ``/readyz`` answers 200; False while the server starts, is not ready or cannot be reached."""
+        try:
+            return self.http.get("/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def upload_file(self, path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return self._json(self.http.post("/files", files={"file": (path.name, handle, "application/jsonl")}))

@@ -34,11 +34,8 @@ def _wait_ready(client: ApiClient, proc: subprocess.Popen[bytes], log_path: Path
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"error: the embedded server exited during start-up (its log: {log_path})")
-        try:
-            if client.http.get("/readyz").status_code == 200:
-                return
-        except Exception:
-            pass
+        if client.ready():
+            return
         time.sleep(0.5)
     raise SystemExit(f"error: the embedded server did not become ready in time (its log: {log_path})")
 

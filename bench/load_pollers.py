@@ -40,6 +40,8 @@ from typing import Any
 import httpx
 import psutil
 
+from api.client import ApiClient
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -277,12 +279,10 @@ def local_stack(admin_url: str, redis_url: str, workers: int) -> Iterator[tuple[
             start_new_session=True,  # a process group of its own: the workers go with it
         )
         url = f"http://127.0.0.1:{port}"
+        probe = ApiClient(url)
         for _ in range(100):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if probe.ready():
+                break
             time.sleep(0.2)
         else:
             raise RuntimeError(f"the API did not become ready; see {tmp / 'uvicorn.log'}")

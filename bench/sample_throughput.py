@@ -31,6 +31,7 @@ import torch
 from bench.archs import QWEN25, build_random_model
 from bench.train_throughput import numbers_task_rows
 from liminal_core.sampling.static_decoder import StaticDecoder
+from liminal_core.sampling.transformers_backend import left_pad
 
 
 @dataclass
@@ -60,12 +61,7 @@ def prompt_batches(n_batches: int, batch: int, vocab: int, seed: int) -> list[li
 
 
 def _naive(model: Any, prompts: list[list[int]], new_tokens: int, pad_id: int) -> None:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
+    ids, mask = left_pad(prompts, pad_id)
     model.generate(
         input_ids=ids.to(model.device),
         attention_mask=mask.to(model.device),
@@ -144,12 +140,8 @@ def check_equal_to_generate(arch: str, device: str) -> dict[str, float]:
         base, LoraConfig(r=8, lora_alpha=16, target_modules=list(DEFAULT_TARGET_MODULES), init_lora_weights=False)
     ).eval()
     prompts = prompt_batches(1, 64, QWEN25[arch]["vocab_size"], seed=3)[0]
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
+    ids, mask = left_pad(prompts, 0)
+    width = ids.shape[1]
     out: dict[str, float] = {}
     for label, context in (("adapter", contextlib.nullcontext()), ("no_adapter", model.disable_adapter())):
         with context, torch.no_grad():

@@ -27,14 +27,14 @@ WIDTH_BUCKET = 16
 """On CUDA, prompt widths are rounded up to a multiple of this so batches of similar lengths share a graph."""
 
 
-def _config(model: Any) -> Any:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.config
+def _base(model: Any) -> Any:
+    """The causal LM itself, under a PEFT wrapper when there is one (its LoRA layers stay in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def unsupported_reason(model: Any) -> str | None:
     """Why ``model`` cannot use the static decoder, or None when it can."""
-    config = _config(model)
+    config = _base(model).config
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         return f"model type '{model_type}' (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
@@ -95,7 +95,7 @@ class StaticDecoder:
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"the static decoder does not support {reason}")
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = _base(model)
         config = base.config
         self.body = base.model
         self.lm_head = base.lm_head

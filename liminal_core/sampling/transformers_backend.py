@@ -33,6 +33,17 @@ def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
     return sorted(ids)
 
 
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B, width] left-padded with ``pad_id``, and the attention mask marking the real tokens."""
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    return input_ids, attention
+
+
 class _CancelCheck:
     """Stops generation between tokens once the run is cancelled (so a cancel never waits for a batch)."""
 
@@ -87,12 +98,8 @@ class TransformersSampler:
     def _generate(self, prompts: list[list[int]], cfg: SampleCfg, hooks: RunHooks) -> list[list[int]]:
         """New tokens of each prompt with transformers' ``generate``, up to and including the first stop."""
         device = next(self.model.parameters()).device
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), self._pad_id(), dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = left_pad(prompts, self._pad_id())
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": self._pad_id()}
         if cfg.temperature > 0:
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)

@@ -34,15 +34,13 @@ def free_port() -> int:
 
 def wait_ready(base_url: str, timeout: float) -> bool:
     """True once ``/readyz`` answers 200; False after ``timeout`` seconds."""
-    import httpx
+    from api.client import ApiClient
 
+    client = ApiClient(base_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
+        if client.ready():
+            return True
         time.sleep(0.2)
     return False
 
